@@ -1,0 +1,254 @@
+"""Typed form of a search-space file: the structure to search and the run's settings.
+
+Every class here is a frozen dataclass. The YAML loader (``invnas.space.loader``) validates a
+mapping against these classes field by field, so a field's type annotation, its ``Literal``
+values and its ``metadata`` bounds (``min``, ``max``, ``exclusive_min``) *are* the schema.
+Everything downstream of the loader takes these objects, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+OpKind = Literal["conv", "involution"]
+
+
+def _positive(**extra) -> dict:
+    return {"min": 1, **extra}
+
+
+@dataclass(frozen=True)
+class OpChoice:
+    """One concrete candidate for a block's spatial operation.
+
+    ``conv``: a ``kernel_size`` x ``kernel_size`` convolution with ``groups`` groups.
+    ``involution``: an involution with ``groups`` kernel groups, or ``group_channels`` channels per
+    group (then groups = channels // group_channels), and channel ``reduction`` in its kernel
+    generator.
+    """
+
+    kind: OpKind
+    kernel_size: int
+    groups: int | None = None
+    group_channels: int | None = None
+    reduction: int | None = None
+
+    def groups_for(self, channels: int) -> int:
+        """Number of groups this op uses on a ``channels``-wide feature map."""
+        if self.group_channels is not None:
+            return channels // self.group_channels
+        return self.groups if self.groups is not None else 1
+
+    @property
+    def code(self) -> str:
+        """Short stable text form: ``conv3g1``, ``inv7g4r4`` or ``inv7c16r4``."""
+        if self.kind == "conv":
+            return f"conv{self.kernel_size}g{self.groups}"
+        grouping = (
+            f"c{self.group_channels}" if self.group_channels is not None else f"g{self.groups}"
+        )
+        return f"inv{self.kernel_size}{grouping}r{self.reduction}"
+
+    @classmethod
+    def from_code(cls, code: str) -> OpChoice:
+        """Inverse of :attr:`code`; raises ValueError on malformed text."""
+        import re
+
+        match = re.fullmatch(r"conv(\d+)g(\d+)", code)
+        if match:
+            return cls("conv", int(match[1]), groups=int(match[2]))
+        match = re.fullmatch(r"inv(\d+)([gc])(\d+)r(\d+)", code)
+        if match:
+            grouping = {"groups" if match[2] == "g" else "group_channels": int(match[3])}
+            return cls("involution", int(match[1]), reduction=int(match[4]), **grouping)
+        raise ValueError(
+            f"op code {code!r}: not an op; expected convKgG (e.g. conv3g1), invKgGrR (e.g. "
+            "inv7g4r4) or invKcCrR (e.g. inv7c16r4)"
+        )
+
+
+@dataclass(frozen=True)
+class ConvSpace:
+    """Choices for a convolution candidate."""
+
+    kernel_size: tuple[int, ...] = field(default=(3,), metadata=_positive(odd=True))
+    groups: tuple[int, ...] = field(default=(1,), metadata=_positive())
+
+
+@dataclass(frozen=True)
+class InvolutionSpace:
+    """Choices for an involution candidate (give ``groups`` or ``group_channels``, not both)."""
+
+    kernel_size: tuple[int, ...] = field(default=(7,), metadata=_positive(odd=True))
+    groups: tuple[int, ...] | None = field(default=None, metadata=_positive())
+    group_channels: tuple[int, ...] | None = field(default=None, metadata=_positive())
+    reduction: tuple[int, ...] = field(default=(4,), metadata=_positive())
+
+
+@dataclass(frozen=True)
+class OpSpace:
+    """The candidates of a block's spatial op; at least one of the two kinds is present."""
+
+    conv: ConvSpace | None = None
+    involution: InvolutionSpace | None = None
+
+    def candidates(self) -> tuple[OpChoice, ...]:
+        """Every concrete op, convolutions first, in a stable order."""
+        found: list[OpChoice] = []
+        if self.conv is not None:
+            for k, g in itertools.product(self.conv.kernel_size, self.conv.groups):
+                found.append(OpChoice("conv", k, groups=g))
+        if self.involution is not None:
+            inv = self.involution
+            if inv.group_channels is not None:
+                groupings = [{"group_channels": c} for c in inv.group_channels]
+            else:
+                groupings = [{"groups": g} for g in (inv.groups or (1,))]
+            for k, grouping, r in itertools.product(inv.kernel_size, groupings, inv.reduction):
+                found.append(OpChoice("involution", k, reduction=r, **grouping))
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The fixed layers before the first stage.
+
+    ``conv``: conv(kernel_size, stride) -> channels, BN, ReLU, then a 3x3/2 max-pool if ``pool``.
+    ``resnet``: conv7x7/2 -> channels, BN, ReLU, max-pool 3x3/2 (torchvision ResNet).
+    ``rednet``: conv3x3/2 -> channels/2, BN, ReLU; 3x3 involution on channels/2 (16 channels per
+    group, reduction 4), BN, ReLU; conv3x3 channels/2 -> channels, BN, ReLU; max-pool 3x3/2.
+    """
+
+    kind: Literal["conv", "resnet", "rednet"] = "conv"
+    channels: int = field(default=32, metadata=_positive())
+    kernel_size: int = field(default=3, metadata=_positive(odd=True))
+    stride: int = field(default=1, metadata=_positive(max=4))
+    pool: bool = False
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: a run of residual blocks at one width, the first one striding.
+
+    ``width`` is the output channels of each block; a bottleneck's inner (op) width is
+    ``width // expansion``. With ``granularity: stage`` one op is chosen for all blocks of the
+    stage; with ``block`` every block chooses its own.
+    """
+
+    name: str
+    depth: tuple[int, ...] = field(metadata=_positive(max=64))
+    width: tuple[int, ...] = field(metadata=_positive(max=8192))
+    ops: OpSpace
+    stride: int = field(default=1, metadata=_positive(max=4))
+    block: Literal["bottleneck", "basic"] = "bottleneck"
+    expansion: int = field(default=4, metadata=_positive(max=16))
+    granularity: Literal["stage", "block"] = "stage"
+
+    def inner_width(self, width: int) -> int:
+        """Channels the spatial op sees for a block of output width ``width``."""
+        return width // self.expansion if self.block == "bottleneck" else width
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shape of one input image."""
+
+    channels: int = field(default=3, metadata=_positive(max=64))
+    size: int = field(default=32, metadata=_positive(max=4096))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split (splits are fixed by the seed)."""
+
+    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    path: str | None = None
+    val_fraction: float = field(default=0.1, metadata={"exclusive_min": 0.0, "max": 0.5})
+    test_fraction: float = field(default=0.2, metadata={"exclusive_min": 0.0, "max": 0.5})
+    batch_size: int = field(default=64, metadata=_positive(max=65536))
+    augment: bool = False
+    synthetic_samples: int = field(default=512, metadata=_positive(max=1_000_000))
+    num_workers: int = field(default=0, metadata={"min": 0, "max": 64})
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Phase 1: weight-sharing supernet training."""
+
+    epochs: int = field(default=10, metadata={"min": 0, "max": 10_000})
+    sampling: Literal["uniform", "fair"] = "uniform"
+    lr: float = field(default=0.05, metadata={"exclusive_min": 0.0, "max": 10.0})
+    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
+    weight_decay: float = field(default=5e-5, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Phase 2: Optuna-driven search over the supernet."""
+
+    sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "qmc", "cmaes"] = "tpe"
+    trials: int = field(default=32, metadata=_positive(max=1_000_000))
+    objectives: tuple[Literal["accuracy", "params", "macs", "latency"], ...] = ("accuracy",)
+    max_params: int | None = field(default=None, metadata=_positive())
+    max_macs: int | None = field(default=None, metadata=_positive())
+    max_latency_ms: float | None = field(default=None, metadata={"exclusive_min": 0.0})
+    bn_batches: int = field(default=10, metadata={"min": 0, "max": 100_000})
+    max_concurrent: int = field(default=2, metadata=_positive(max=4096))
+    max_failures: int = field(default=3, metadata={"min": 0, "max": 1_000_000})
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Phase 3: retraining the winners and scoring them on the test split."""
+
+    top_k: int = field(default=3, metadata={"min": 0, "max": 1000})
+    mode: Literal["scratch", "finetune"] = "scratch"
+    epochs: int = field(default=15, metadata={"min": 0, "max": 10_000})
+    lr: float = field(default=0.05, metadata={"exclusive_min": 0.0, "max": 10.0})
+    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
+    weight_decay: float = field(default=5e-5, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Where and on what the trials run."""
+
+    address: str | None = None
+    storage: str | None = None
+    cpus_per_trial: float = field(default=1.0, metadata={"exclusive_min": 0.0, "max": 1024})
+    gpus_per_trial: float = field(default=0.0, metadata={"min": 0.0, "max": 64})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The run's sections of a space file; every one has defaults."""
+
+    data: DataConfig = DataConfig()
+    supernet: SupernetConfig = SupernetConfig()
+    search: SearchConfig = SearchConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**31 - 1})
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A whole search space: input, stem, stages, head size and the run's settings."""
+
+    name: str
+    input: InputSpec
+    num_classes: int = field(metadata=_positive(max=1_000_000))
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    run: RunConfig = RunConfig()
+    source: str | None = None
+
+    @property
+    def is_fixed(self) -> bool:
+        """True when every choice is single, i.e. the space is one architecture."""
+        return all(
+            len(s.depth) == 1 and len(s.width) == 1 and len(s.ops.candidates()) == 1
+            for s in self.stages
+        )

@@ -1,0 +1,142 @@
+"""Native CPU involution: ``kernels/involution_cpu.cpp`` compiled on first use.
+
+The extension is built once with ``torch.utils.cpp_extension.load`` into torch's extensions cache
+(``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); its name carries a hash of the source
+and flags, so checkouts with different sources never rebuild over each other. If the build fails
+(no compiler, no ninja) a warning is logged once and :func:`is_available` returns False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from invnas.resources import kernels_dir
+
+Pair = tuple[int, int]
+
+logger = logging.getLogger(__name__)
+
+SOURCE_NAME = "involution_cpu.cpp"
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+# No -march=native: the cache may be reused on another machine. The source clones its hot loops
+# per instruction set instead. -fopenmp makes at::parallel_for use torch's own OpenMP runtime.
+_CFLAGS = ["-O3", "-fopenmp"]
+_LDFLAGS = ["-fopenmp"]
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"module": None, "failed": False}
+
+
+def _source() -> Path:
+    return kernels_dir() / SOURCE_NAME
+
+
+def _extension_name(source: Path) -> str:
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(" ".join(_CFLAGS + _LDFLAGS).encode())
+    return f"invnas_involution_cpu_{digest.hexdigest()[:12]}"
+
+
+def _is_built(name: str) -> bool:
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is None:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        accel = f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu"
+        py = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
+        root = os.path.join(get_default_build_root(), f"{py}_{accel}")
+    return os.path.exists(os.path.join(root, name, f"{name}.so"))
+
+
+def _build() -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    source = _source()
+    name = _extension_name(source)
+    if not _is_built(name):
+        logger.info("compiling the involution CPU kernel (once, ~30 s)")
+    return load(
+        name=name,
+        sources=[str(source)],
+        extra_cflags=_CFLAGS,
+        extra_ldflags=_LDFLAGS,
+        verbose=False,
+    )
+
+
+def load_extension() -> ModuleType | None:
+    """The compiled extension, building it on the first call; None if the build failed."""
+    with _lock:
+        if _state["module"] is None and not _state["failed"]:
+            try:
+                _state["module"] = _build()
+            except Exception as exc:  # any build or import failure means: use the fallback
+                _state["failed"] = True
+                logger.warning(
+                    "could not build the involution CPU kernel (%s: %s); "
+                    "using the pure-PyTorch backend instead",
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[-1] if str(exc).strip() else "",
+                )
+        return _state["module"]
+
+
+def is_available() -> bool:
+    """Whether the native CPU kernel can run here (compiles it on the first call)."""
+    return load_extension() is not None
+
+
+class _InvolutionCpu(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        geometry: tuple[int, ...],
+    ) -> torch.Tensor:
+        ext = load_extension()
+        assert ext is not None, "involution_cpu called without a compiled extension"
+        input, weight = input.contiguous(), weight.contiguous()
+        ctx.save_for_backward(input, weight)
+        ctx.geometry = geometry
+        return ext.forward(input, weight, *geometry)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        ext = load_extension()
+        assert ext is not None
+        input, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_input = ext.backward_input(grad_out, input, weight, *ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            grad_weight = ext.backward_weight(grad_out, input, weight, *ctx.geometry)
+        return grad_input, grad_weight, None
+
+
+def involution_cpu(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+) -> torch.Tensor:
+    """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments).
+
+    Differentiable once in ``input`` and ``weight``.
+    """
+    geometry = (*kernel_size, *stride, *padding, *dilation)
+    return _InvolutionCpu.apply(input, weight, geometry)

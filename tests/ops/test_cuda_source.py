@@ -215,21 +215,10 @@ class Case:
     def shape_args(self) -> np.ndarray:
         ho, wo = self.out_size()
         return np.array(
-            [
-                self.b,
-                self.c,
-                self.h,
-                self.w,
-                self.g,
-                *self.kernel,
-                ho,
-                wo,
-                *self.stride,
-                *self.padding,
-                *self.dilation,
-            ],
+            [self.b, self.c, self.h, self.w, self.g, *self.kernel, ho, wo, *self.stride,
+             *self.padding, *self.dilation],
             dtype=np.int64,
-        )
+        )  # fmt: skip
 
 
 def _random_case(rng: np.random.Generator) -> Case:
@@ -406,7 +395,7 @@ def test_cupy_backend_non_contiguous_and_autocast() -> None:
     geometry = (case.kernel, case.stride, case.padding, case.dilation)
     # Non-contiguous views of the same values.
     xt = x.transpose(2, 3).contiguous().to("cuda", torch.float32).transpose(2, 3)
-    wt = w.to("cuda", torch.float32).repeat(1, 1, 1, 1, 2)[..., ::2]
+    wt = torch.stack([w, w], dim=-1).to("cuda", torch.float32)[..., 0]
     assert not xt.is_contiguous() and not wt.is_contiguous()
     xt.requires_grad_(True)
     y = cupy_backend.involution_cupy(xt, wt, *geometry)

@@ -336,6 +336,59 @@ def test_host_kernels_match_reference_edges(host_lib: ctypes.CDLL, case: Case, d
     _check_case(host_lib, case, dtype, seed=7)
 
 
+# Runs every kernel on many random geometries with buffers of exactly the right size, so that
+# AddressSanitizer reports any read or write outside them (and UBSan any overflow).
+SANITIZER_MAIN = """
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+#include "host_test.cpp"
+
+int main() {
+  std::mt19937 rng(1);
+  auto pick = [&](long long lo, long long hi) {
+    return std::uniform_int_distribution<long long>(lo, hi)(rng);
+  };
+  for (int it = 0; it < 300; ++it) {
+    const long long kh = 2 * pick(0, 3) + 1, kw = pick(1, 7), sh = pick(1, 3), sw = pick(1, 3);
+    const long long dh = pick(1, 2), dw = pick(1, 2);
+    const long long ph = pick(0, dh * (kh - 1) / 2 + 2), pw = pick(0, dw * (kw - 1) / 2 + 2);
+    const long long H = std::max(1LL, dh * (kh - 1) + 1 - 2 * ph) + pick(0, 9);
+    const long long W = std::max(1LL, dw * (kw - 1) + 1 - 2 * pw) + pick(0, 9);
+    const long long B = pick(1, 2), C = 8, G = std::vector<long long>{1, 2, 8}[pick(0, 2)];
+    const long long Ho = (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+    const long long Wo = (W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+    const long long s[15] = {B, C, H, W, G, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw};
+    std::vector<float> x(B * C * H * W, 1.f), w(B * G * kh * kw * Ho * Wo, 1.f);
+    std::vector<float> y(B * C * Ho * Wo), gx(x.size()), gw(w.size());
+    const unsigned grid = pick(1, 5), block = pick(1, 64);
+    involution_forward_f32(x.data(), w.data(), y.data(), s, grid, block);
+    involution_backward_input_f32(y.data(), w.data(), gx.data(), s, grid, block);
+    involution_backward_weight_f32(y.data(), x.data(), gw.data(), s, grid, block);
+  }
+  std::puts("ok");
+}
+"""
+
+
+@pytest.mark.skipif(GXX is None, reason="g++ is not on PATH")
+def test_host_kernels_stay_in_bounds_under_sanitizers(tmp_path: Path) -> None:
+    main = tmp_path / "sanitize.cpp"
+    main.write_text(SANITIZER_MAIN)
+    exe = tmp_path / "sanitize"
+    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    cmd = [GXX, "-std=c++17", "-O1", "-g", *flags, "-Wall", "-Wextra", "-Werror"]
+    build = subprocess.run(
+        [*cmd, "-I", str(KERNELS), str(main), "-o", str(exe)], capture_output=True, text=True
+    )
+    if build.returncode != 0 and "asan" in build.stderr.lower():
+        pytest.skip(f"g++ cannot link the sanitizers here: {build.stderr.strip()[:200]}")
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-4000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # real GPU
 

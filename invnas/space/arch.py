@@ -68,8 +68,11 @@ class Arch:
 def stage_choices(stage: StageSpec) -> Iterator[StageArch]:
     """Every :class:`StageArch` a stage allows, in a stable order."""
     candidates = stage.ops.candidates()
+    pinned = stage.pinned_ops
     for depth, width in itertools.product(stage.depth, stage.width):
-        if stage.granularity == "stage":
+        if pinned is not None:
+            yield StageArch(depth, width, pinned)
+        elif stage.granularity == "stage":
             for op in candidates:
                 yield StageArch(depth, width, (op,) * depth)
         else:
@@ -79,6 +82,8 @@ def stage_choices(stage: StageSpec) -> Iterator[StageArch]:
 
 def stage_cardinality(stage: StageSpec) -> int:
     """Number of distinct choices of one stage."""
+    if stage.blocks is not None:
+        return len(stage.width) * len(stage.depth)
     n = len(stage.ops.candidates())
     per_depth = [1 if stage.granularity == "stage" else n ** (d - 1) for d in stage.depth]
     return len(stage.width) * n * sum(per_depth)
@@ -104,7 +109,9 @@ def enumerate_archs(space: SearchSpace, limit: int = 100_000) -> Iterator[Arch]:
 def _sample_stage(stage: StageSpec, rng: random.Random) -> StageArch:
     candidates = stage.ops.candidates()
     depth, width = rng.choice(stage.depth), rng.choice(stage.width)
-    if stage.granularity == "stage":
+    if stage.pinned_ops is not None:
+        ops = stage.pinned_ops
+    elif stage.granularity == "stage":
         ops = (rng.choice(candidates),) * depth
     else:
         ops = tuple(rng.choice(candidates) for _ in range(depth))
@@ -132,7 +139,9 @@ def mutate(
             depth = fresh.depth if rng.random() < prob else current.depth
             width = fresh.width if rng.random() < prob else current.width
             old_ops = current.ops[:depth] + (current.ops[-1],) * max(0, depth - current.depth)
-            if spec.granularity == "stage":
+            if spec.pinned_ops is not None:
+                ops = spec.pinned_ops
+            elif spec.granularity == "stage":
                 op = fresh.ops[0] if rng.random() < prob else old_ops[0]
                 ops = (op,) * depth
             else:
@@ -163,5 +172,8 @@ def check_arch(space: SearchSpace, arch: Arch) -> None:
         for op in stage.ops:
             if op not in allowed:
                 raise ValueError(f"{where}: op {op.code}; allowed {[c.code for c in allowed]}")
-        if spec.granularity == "stage" and len(set(stage.ops)) > 1:
+        pinned = spec.pinned_ops
+        if pinned is not None and stage.ops != pinned:
+            raise ValueError(f"{where}: ops are pinned to {list(spec.blocks)}")
+        if pinned is None and spec.granularity == "stage" and len(set(stage.ops)) > 1:
             raise ValueError(f"{where}: granularity 'stage' needs one op for every block")

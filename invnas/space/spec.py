@@ -2,7 +2,8 @@
 
 Every class here is a frozen dataclass. The YAML loader (``invnas.space.loader``) validates a
 mapping against these classes field by field, so a field's type annotation, its ``Literal``
-values and its ``metadata`` bounds (``min``, ``max``, ``exclusive_min``) *are* the schema.
+values and its ``metadata`` bounds (``min``, ``max``, ``exclusive_min``, ``odd``; for tuples
+they bound every element, and ``unique: False`` allows repeated elements) *are* the schema.
 Everything downstream of the loader takes these objects, never raw dicts.
 """
 
@@ -73,18 +74,18 @@ class OpChoice:
 class ConvSpace:
     """Choices for a convolution candidate."""
 
-    kernel_size: tuple[int, ...] = field(default=(3,), metadata=_positive(odd=True))
-    groups: tuple[int, ...] = field(default=(1,), metadata=_positive())
+    kernel_size: tuple[int, ...] = field(default=(3,), metadata=_positive(odd=True, max=31))
+    groups: tuple[int, ...] = field(default=(1,), metadata=_positive(max=8192))
 
 
 @dataclass(frozen=True)
 class InvolutionSpace:
     """Choices for an involution candidate (give ``groups`` or ``group_channels``, not both)."""
 
-    kernel_size: tuple[int, ...] = field(default=(7,), metadata=_positive(odd=True))
-    groups: tuple[int, ...] | None = field(default=None, metadata=_positive())
-    group_channels: tuple[int, ...] | None = field(default=None, metadata=_positive())
-    reduction: tuple[int, ...] = field(default=(4,), metadata=_positive())
+    kernel_size: tuple[int, ...] = field(default=(7,), metadata=_positive(odd=True, max=31))
+    groups: tuple[int, ...] | None = field(default=None, metadata=_positive(max=8192))
+    group_channels: tuple[int, ...] | None = field(default=None, metadata=_positive(max=8192))
+    reduction: tuple[int, ...] = field(default=(4,), metadata=_positive(max=1024))
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ class StemSpec:
     """
 
     kind: Literal["conv", "resnet", "rednet"] = "conv"
-    channels: int = field(default=32, metadata=_positive())
-    kernel_size: int = field(default=3, metadata=_positive(odd=True))
+    channels: int = field(default=32, metadata=_positive(max=8192))
+    kernel_size: int = field(default=3, metadata=_positive(odd=True, max=31))
     stride: int = field(default=1, metadata=_positive(max=4))
     pool: bool = False
 
@@ -135,6 +136,10 @@ class StageSpec:
     ``width`` is the output channels of each block; a bottleneck's inner (op) width is
     ``width // expansion``. With ``granularity: stage`` one op is chosen for all blocks of the
     stage; with ``block`` every block chooses its own.
+
+    ``blocks`` (fixed spaces only) pins the op of every block by op code, e.g.
+    ``("conv3g1", "inv7c16r4")``: the stage then has one depth, ``len(blocks)``, and its ops are
+    exactly these, whatever the granularity (``ops`` must still offer each of them).
     """
 
     name: str
@@ -145,6 +150,14 @@ class StageSpec:
     block: Literal["bottleneck", "basic"] = "bottleneck"
     expansion: int = field(default=4, metadata=_positive(max=16))
     granularity: Literal["stage", "block"] = "stage"
+    blocks: tuple[str, ...] | None = field(default=None, metadata={"unique": False})
+
+    @property
+    def pinned_ops(self) -> tuple[OpChoice, ...] | None:
+        """The ops ``blocks`` pins, one per block, or None when the stage chooses its ops."""
+        if self.blocks is None:
+            return None
+        return tuple(OpChoice.from_code(code) for code in self.blocks)
 
     def inner_width(self, width: int) -> int:
         """Channels the spatial op sees for a block of output width ``width``."""
@@ -243,12 +256,14 @@ class SearchSpace:
     stem: StemSpec
     stages: tuple[StageSpec, ...]
     run: RunConfig = RunConfig()
-    source: str | None = None
+    source: str | None = field(default=None, compare=False)  # the file it was read from
 
     @property
     def is_fixed(self) -> bool:
         """True when every choice is single, i.e. the space is one architecture."""
         return all(
-            len(s.depth) == 1 and len(s.width) == 1 and len(s.ops.candidates()) == 1
+            len(s.depth) == 1
+            and len(s.width) == 1
+            and (s.blocks is not None or len(s.ops.candidates()) == 1)
             for s in self.stages
         )

@@ -1,5 +1,209 @@
-"""Command line entry point."""
+"""Command line entry point: ``invnas COMMAND ...``.
+
+Each subcommand is a ``_add_<name>(commands)`` function declaring its arguments and a
+``cmd_<name>(args) -> int`` function doing the work; :func:`main` maps the errors a user can fix
+(ValueError, including :class:`~invnas.space.errors.SpaceError`, and missing or unreadable files)
+to ``invnas: ...`` lines on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from invnas import __version__
+from invnas.space.arch import cardinality, stage_cardinality
+from invnas.space.errors import SpaceError
+from invnas.space.loader import load_space
+from invnas.space.serialize import space_to_dict, the_arch
+from invnas.space.spec import SearchSpace
+
+USAGE_ERROR = 2
+MAX_PROBLEM_LINES = 50  # beyond this a summary line is printed instead
+
+Handler = Callable[[argparse.Namespace], int]
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, and usage errors (already printed, code 2)
+        return stop.code if isinstance(stop.code, int) else 0
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    return run_handler(handler, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``invnas`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="invnas",
+        description="Neural architecture search for CNNs that mix convolution and involution.",
+    )
+    parser.add_argument("--version", action="version", version=f"invnas {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_validate(commands)
+    return parser
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
+    """Call ``handler``; turn user errors into ``invnas: ...`` lines and exit code 2."""
+    try:
+        return handler(args)
+    except SpaceError as err:
+        lines = [str(problem) for problem in err.problems]
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        lines = [f"{err.filename}: {err.strerror}" if err.filename else str(err)]
+    except ValueError as err:
+        lines = str(err).splitlines() or [type(err).__name__]
+    except KeyboardInterrupt:
+        print("invnas: interrupted", file=sys.stderr)
+        return 130
+    print_errors(lines)
+    return USAGE_ERROR
+
+
+def print_errors(lines: Sequence[str]) -> None:
+    """Print ``invnas: <line>`` for each line (at most MAX_PROBLEM_LINES) to stderr."""
+    for line in lines[:MAX_PROBLEM_LINES]:
+        print(f"invnas: {line}", file=sys.stderr)
+    if len(lines) > MAX_PROBLEM_LINES:
+        print(f"invnas: ... and {len(lines) - MAX_PROBLEM_LINES} more problems", file=sys.stderr)
+
+
+# --- invnas validate -------------------------------------------------------------------------
+
+
+def _add_validate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "validate",
+        help="check a search-space file and summarize it",
+        description="Check a search-space YAML file; print its stages, number of "
+        "architectures and the range of params and MACs (exit 2 listing every problem).",
+    )
+    parser.add_argument("space", metavar="SPACE.yaml", help="search-space file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.set_defaults(handler=cmd_validate)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    summary = summarize(space)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(space, summary)
     return 0
+
+
+def _cost_range(space: SearchSpace) -> dict[str, int | None]:
+    keys = ("params_min", "params_max", "macs_min", "macs_max")
+    try:
+        from invnas.space import cost
+    except ImportError:  # the cost model is optional until it lands
+        return dict.fromkeys(keys)
+    if space.is_fixed:
+        one = cost.cost(space, the_arch(space))
+        return dict(zip(keys, (one.params, one.params, one.macs, one.macs), strict=True))
+    found = cost.bounds(space)
+    return {key: getattr(found, key) for key in keys}
+
+
+def summarize(space: SearchSpace) -> dict:
+    """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
+    plain = space_to_dict(space)
+    return {
+        "name": space.name,
+        "source": space.source,
+        "input": plain["input"],
+        "num_classes": space.num_classes,
+        "stem": plain["stem"],
+        "cardinality": cardinality(space),
+        "fixed": space.is_fixed,
+        **_cost_range(space),
+        "stages": [
+            {
+                "name": stage.name,
+                "depth": list(stage.depth),
+                "width": list(stage.width),
+                "stride": stage.stride,
+                "block": stage.block,
+                "expansion": stage.expansion if stage.block == "bottleneck" else None,
+                "granularity": stage.granularity,
+                "ops": [op.code for op in stage.ops.candidates()],
+                "blocks": list(stage.blocks) if stage.blocks is not None else None,
+                "choices": stage_cardinality(stage),
+            }
+            for stage in space.stages
+        ],
+        "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
+        | {"seed": space.run.seed},
+    }
+
+
+def human(count: int | None) -> str:
+    """``9.23M``-style text for a count (``n/a`` for None)."""
+    if count is None:
+        return "n/a"
+    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.2f}{unit}"
+    return str(count)
+
+
+def _big(count: int) -> str:
+    digits = str(count)
+    if len(digits) <= 15:
+        return f"{count:,}"
+    return f"{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
+
+
+def _print_summary(space: SearchSpace, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = 120  # pipes and logs: no need to squeeze into 80 columns
+    stem = space.stem
+    console.print(
+        f"[bold]{space.name}[/bold]"
+        + (f" ({space.source})" if space.source else "")
+        + f": input {space.input.channels}x{space.input.size}x{space.input.size}, "
+        f"{space.num_classes} classes, stem {stem.kind} ({stem.channels} channels)",
+        highlight=False,
+    )
+    table = Table(show_lines=False)
+    for column in ("stage", "depth", "width", "stride", "block", "granularity"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("ops", overflow="fold", ratio=1)
+    for stage in summary["stages"]:
+        block = stage["block"] + (f" x{stage['expansion']}" if stage["expansion"] else "")
+        ops = " ".join(stage["blocks"] or stage["ops"])
+        table.add_row(
+            stage["name"],
+            " ".join(map(str, stage["depth"])),
+            " ".join(map(str, stage["width"])),
+            str(stage["stride"]),
+            block,
+            "per block (pinned)" if stage["blocks"] else stage["granularity"],
+            ops,
+        )
+    console.print(table)
+    run = space.run
+    console.print(
+        f"architectures: {_big(summary['cardinality'])}\n"
+        f"params: {human(summary['params_min'])} .. {human(summary['params_max'])}\n"
+        f"MACs:   {human(summary['macs_min'])} .. {human(summary['macs_max'])}\n"
+        f"run: data {run.data.dataset}, supernet {run.supernet.epochs} epochs, "
+        f"search {run.search.sampler} x {run.search.trials} trials on "
+        f"{', '.join(run.search.objectives)}, retrain top {run.retrain.top_k} for "
+        f"{run.retrain.epochs} epochs",
+        highlight=False,
+    )

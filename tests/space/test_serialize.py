@@ -1,0 +1,98 @@
+"""Round trips: space -> YAML -> space, and arch -> fixed space -> YAML -> the same arch."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import yaml
+
+from invnas.cli import main
+from invnas.resources import search_spaces_dir
+from invnas.space import (
+    Arch,
+    OpChoice,
+    StageArch,
+    cardinality,
+    dump_space,
+    enumerate_archs,
+    fixed_space,
+    load_space,
+    mutate,
+    parse_space,
+    sample,
+    space_to_dict,
+    the_arch,
+)
+
+EXAMPLES = ["quickstart", "cifar_hybrid", "imagenet_rednet"]
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    return load_space(search_spaces_dir() / "quickstart.yaml")
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_space_round_trips_through_a_dict_and_a_file(name, tmp_path):
+    space = load_space(search_spaces_dir() / f"{name}.yaml")
+    plain = space_to_dict(space)
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain  # plain YAML types only
+    assert parse_space(plain) == space
+    dump_space(space, tmp_path / "copy.yaml")
+    again = load_space(tmp_path / "copy.yaml")
+    assert again == space and again.run == space.run
+
+
+def mixed_arch(space) -> Arch:
+    """A quickstart arch whose last (block-granularity) stage uses a different op per block."""
+    conv, inv = (
+        OpChoice("conv", 5, groups=1),
+        OpChoice("involution", 7, group_channels=8, reduction=2),
+    )
+    return Arch(
+        (
+            StageArch(2, 48, (inv, inv)),
+            StageArch(1, 64, (conv,)),
+            StageArch(2, 96, (conv, inv)),
+        )
+    )
+
+
+def test_fixed_space_of_a_mixed_arch_pins_the_blocks(quickstart, tmp_path):
+    arch = mixed_arch(quickstart)
+    fixed = fixed_space(quickstart, arch)
+    assert fixed.name == "quickstart-fixed" and fixed.is_fixed and cardinality(fixed) == 1
+    last = fixed.stages[2]
+    assert last.blocks == ("conv5g1", "inv7c8r2")
+    assert fixed.stages[0].blocks is None and len(fixed.stages[0].ops.candidates()) == 1
+    path = tmp_path / "arch.yaml"
+    dump_space(fixed, path)
+    loaded = load_space(path)
+    assert loaded == fixed
+    assert the_arch(loaded) == arch
+    # every Arch helper sees exactly the one architecture
+    assert list(enumerate_archs(loaded)) == [arch]
+    assert sample(loaded, 3) == arch and mutate(loaded, arch, 3) == arch
+    assert main(["validate", str(path)]) == 0
+
+
+def test_fixed_space_round_trip_for_sampled_archs(quickstart, tmp_path):
+    rng = random.Random(0)
+    for index in range(8):
+        arch = sample(quickstart, rng)
+        fixed = fixed_space(quickstart, arch, name=f"pick{index}")
+        assert the_arch(parse_space(space_to_dict(fixed))) == arch
+
+
+def test_the_arch_needs_a_fixed_space(quickstart):
+    with pytest.raises(ValueError, match="352000 architectures; expected a fixed space"):
+        the_arch(quickstart)
+
+
+def test_fixed_space_rejects_an_arch_from_elsewhere(quickstart):
+    arch = mixed_arch(quickstart)
+    deeper = StageArch(3, 48, (arch.stages[0].ops[0],) * 3)  # quickstart's depths are 1, 2
+    wrong = Arch((deeper, *arch.stages[1:]))
+    with pytest.raises(ValueError, match="depth 3"):
+        fixed_space(quickstart, wrong)

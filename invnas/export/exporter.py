@@ -1,0 +1,292 @@
+"""``invnas export``: one architecture as a directory a user can take away.
+
+The directory holds ``model.py`` (standalone PyTorch source, see :mod:`invnas.export.codegen`),
+``weights.pt`` (its state dict, loadable with ``torch.load(..., weights_only=True)``),
+``arch.yaml`` (the architecture as a fixed space file), ``metrics.json`` (accuracy, params,
+MACs, latency and where each came from) and ``sample.pt`` (a fixed input batch and the output
+invnas's own model gave for it, in eval mode).
+
+Example::
+
+    export_run("runs/quick", pick="best", weights=None, out="exported/quick")
+    export_space("search_spaces/rednet50.yaml", out="exported/rednet50")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from invnas import __version__
+from invnas.export.codegen import WEIGHTS_FILE, SourceInfo, generate_source
+from invnas.export.picking import (
+    Choice,
+    check_search_finished,
+    check_weights_kind,
+    choose,
+    parse_pick,
+)
+from invnas.space.arch import Arch, cardinality
+from invnas.space.serialize import dump_space, fixed_space, the_arch
+from invnas.space.spec import SearchSpace
+
+log = logging.getLogger(__name__)
+
+EXPORT_FILES = ("model.py", WEIGHTS_FILE, "arch.yaml", "metrics.json", "sample.pt")
+SAMPLE_BATCH = 2
+SAMPLE_SEED = 0
+DEFAULT_BN_BATCHES = 10
+
+
+def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out: {path}: is a file; expected a directory to create")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise ValueError(
+            f"--out: {path}: exists and is not empty; use --force to overwrite it or choose "
+            "another directory"
+        )
+    return path
+
+
+def only_arch(space: SearchSpace) -> Arch:
+    """The single architecture of a fixed space; ValueError naming the space otherwise."""
+    if not space.is_fixed:
+        raise ValueError(
+            f"{space.source or space.name}: stages: the space holds {cardinality(space)} "
+            "architectures; export takes a fixed space (one depth, width and op per stage) or a "
+            "run directory"
+        )
+    return the_arch(space)
+
+
+def _cost_metrics(space: SearchSpace, arch: Arch) -> dict[str, Any]:
+    from invnas.space.cost import cost
+
+    counted = cost(space, arch)
+    source = {"source": "cost model (invnas.space.cost) of arch.yaml"}
+    return {
+        "params": {"value": counted.params, **source},
+        "macs": {"value": counted.macs, "aggregation_macs": counted.aggregation_macs, **source},
+    }
+
+
+def _sample(model: nn.Module, space: SearchSpace) -> dict[str, torch.Tensor]:
+    shape = (SAMPLE_BATCH, space.input.channels, space.input.size, space.input.size)
+    images = torch.randn(shape, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    with torch.no_grad():
+        output = model.eval()(images)
+    return {"input": images, "output": output.detach().cpu()}
+
+
+def write_export(
+    out: Path,
+    space: SearchSpace,
+    arch: Arch,
+    model: nn.Module,
+    metrics: dict[str, Any],
+    info: SourceInfo,
+) -> Path:
+    """Write the five files of an export of ``model`` (an ArchNet of ``arch``) into ``out``."""
+    model = model.cpu().eval()
+    out.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
+    torch.save(state, out / WEIGHTS_FILE)
+    torch.save(_sample(model, space), out / "sample.pt")
+    (out / "model.py").write_text(generate_source(space, arch, info), encoding="utf-8")
+    dump_space(fixed_space(space, arch), out / "arch.yaml")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log.info("exported %s to %s", arch.encode(), out)
+    return out
+
+
+def export_space(
+    space_path: str | os.PathLike, out: str | os.PathLike, force: bool = False
+) -> Path:
+    """Export the architecture of a fixed space file with random initialisation (seeded by the
+    space's ``seed``); returns the export directory."""
+    from invnas.nn import build_model
+    from invnas.space.loader import load_space
+    from invnas.train.latency import measure_latency_ms
+
+    target = _prepare_out(out, force)
+    space = load_space(space_path)
+    arch = only_arch(space)
+    torch.manual_seed(space.run.seed)
+    model = build_model(space, arch).eval()
+    shape = (space.input.channels, space.input.size, space.input.size)
+    metrics = {
+        "arch": arch.encode(),
+        "space": space.name,
+        "source": {"space_file": str(Path(space_path).resolve())},
+        "weights": {"kind": "random", "seed": space.run.seed},
+        "accuracy": {"value": None, "source": "not trained (random initialisation)"},
+        **_cost_metrics(space, arch),
+        "latency_ms": {
+            "value": measure_latency_ms(model, shape),
+            "source": "measured at export (invnas.train.latency, batch 1, CPU)",
+        },
+    }
+    info = SourceInfo(
+        title=f"{space.name}: {space.num_classes}-class network with random initialisation.",
+        origin=f"Built from the fixed space file {Path(space_path).name}.",
+        version=__version__,
+    )
+    return write_export(target, space, arch, model, metrics, info)
+
+
+def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; the run's {what} weights are not there")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds {type(state).__name__}; expected a state dict")
+    return state
+
+
+def _data_root(run: Any) -> Path:
+    """Directory relative data paths of the run's space are taken from."""
+    try:
+        info = run.read_run_info()
+    except (OSError, ValueError):
+        info = {}
+    original = info.get("space_path") or info.get("space_source")
+    return Path(original).parent if original else run.path
+
+
+def _inherited_model(
+    run: Any, results: dict, space: SearchSpace, arch: Arch
+) -> tuple[nn.Module, dict]:
+    """The supernet's weights for ``arch``, BatchNorm-recalibrated on training batches, and the
+    accuracy of that model on the validation split."""
+    from invnas.data import load_splits, make_loader
+    from invnas.nn.bn import recalibrate_bn
+    from invnas.nn.supernet import Supernet
+    from invnas.train.loops import evaluate
+
+    supernet_phase = results.get("phases", {}).get("supernet", {})
+    relative = supernet_phase.get("weights")
+    if not relative:
+        raise ValueError(
+            f"{run.results_file}: phases.supernet.weights: none recorded (supernet phase "
+            f"{supernet_phase.get('status', 'missing')!r}); no inherited weights to export"
+        )
+    supernet = Supernet(space)
+    supernet.load_state_dict(_load_state(run.path / relative, "supernet"))
+    model = supernet.extract(arch)
+    data = space.run.data
+    splits = load_splits(
+        data, space.input, space.run.seed, _data_root(run), num_classes=space.num_classes
+    )
+    batches = space.run.search.bn_batches or DEFAULT_BN_BATCHES
+    train = make_loader(splits.train, data.batch_size, shuffle=True, seed=space.run.seed)
+    used = recalibrate_bn(model, train, batches)
+    val = make_loader(splits.val, data.batch_size, shuffle=False, seed=space.run.seed)
+    accuracy = evaluate(model, val).accuracy
+    recalibration = {"batches": used, "batch_size": data.batch_size, "split": "train"}
+    return model, {"accuracy": accuracy, "bn_recalibration": recalibration, "weights": relative}
+
+
+def _trial_source(run: Any, choice: Choice, phase: str, **extra: Any) -> dict[str, Any]:
+    return {"run": str(run.path), "trial_id": choice.trial["trial_id"], "phase": phase, **extra}
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    pick: str = "best",
+    weights: str | None = None,
+    out: str | os.PathLike = "exported",
+    force: bool = False,
+) -> Path:
+    """Export the architecture ``pick`` selects from a finished run (see
+    :mod:`invnas.export.picking` for ``pick`` and ``weights``); returns the export directory."""
+    from invnas.nn import build_model
+    from invnas.search.rundir import open_run
+
+    parsed = parse_pick(pick)
+    kind = check_weights_kind(weights)
+    target = _prepare_out(out, force)
+    run = open_run(run_dir)
+    results = run.read_results()
+    check_search_finished(results, run.results_file)
+    choice = choose(results, parsed, kind)
+    space = run.load_space()
+    arch = Arch.decode(choice.trial["arch"])
+    trial_metrics = choice.trial.get("metrics") or {}
+    search_accuracy = {
+        "value": trial_metrics.get("accuracy"),
+        **_trial_source(run, choice, "search", split="val", weights="supernet (inherited)"),
+    }
+    if choice.retrained is not None:
+        entry = choice.retrained
+        model = build_model(space, arch)
+        model.load_state_dict(_load_state(run.path / entry["weights"], "retrained"))
+        retrained_metrics = entry.get("metrics") or {}
+        source = _trial_source(run, choice, "retrain", rank=entry["rank"])
+        accuracy = {"value": retrained_metrics.get("test_accuracy"), **source, "split": "test"}
+        extra = {
+            "val_accuracy": {
+                "value": retrained_metrics.get("val_accuracy"),
+                **source,
+                "split": "val",
+            },
+            "supernet_accuracy": search_accuracy,
+        }
+        latency_ms = {"value": retrained_metrics.get("latency_ms"), **source}
+        weights_info = {"kind": "retrained", "file": entry["weights"], "rank": entry["rank"]}
+        title = f"rank {entry['rank']} retrained model of run {run.name}"
+    else:
+        model, inherited = _inherited_model(run, results, space, arch)
+        accuracy = {
+            "value": inherited["accuracy"],
+            "run": str(run.path),
+            "trial_id": choice.trial["trial_id"],
+            "phase": "export",
+            "split": "val",
+        }
+        extra = {"supernet_accuracy": search_accuracy}
+        latency_ms = {
+            "value": trial_metrics.get("latency_ms"),
+            **_trial_source(run, choice, "search"),
+        }
+        weights_info = {
+            "kind": "inherited",
+            "file": inherited["weights"],
+            "bn_recalibration": inherited["bn_recalibration"],
+        }
+        title = f"trial {choice.trial['trial_id']} of run {run.name} with supernet weights"
+    metrics = {
+        "arch": arch.encode(),
+        "space": space.name,
+        "source": {"run": str(run.path), "pick": str(parsed), "trial_id": choice.trial["trial_id"]},
+        "weights": weights_info,
+        "accuracy": accuracy,
+        **extra,
+        **_cost_metrics(space, arch),
+        "latency_ms": latency_ms,
+    }
+    _check_recorded_cost(metrics, trial_metrics)
+    info = SourceInfo(
+        title=f"{space.name}: {title}.",
+        origin=f"Picked with --pick {parsed} from the run at {run.path}.",
+        version=__version__,
+    )
+    return write_export(target, space, arch, model, metrics, info)
+
+
+def _check_recorded_cost(metrics: dict[str, Any], recorded: dict[str, Any]) -> None:
+    for key in ("params", "macs"):
+        if recorded.get(key) is not None and recorded[key] != metrics[key]["value"]:
+            log.warning(
+                "%s: the run recorded %s, the cost model gives %s",
+                key,
+                recorded[key],
+                metrics[key]["value"],
+            )

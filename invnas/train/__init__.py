@@ -1,1 +1,34 @@
-"""invnas.train"""
+"""Training and evaluation loops, optimizer/scheduler, latency, seeding and checkpoints."""
+
+from invnas.train.checkpoint import load_training_state, save_training_state
+from invnas.train.latency import measure_latency_ms
+from invnas.train.loops import (
+    ArchSampler,
+    CosineDecay,
+    EpochStats,
+    EvalStats,
+    NonFiniteLossError,
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    train_epoch,
+    train_supernet_epoch,
+)
+from invnas.train.seeding import seed_everything
+
+__all__ = [
+    "ArchSampler",
+    "CosineDecay",
+    "EpochStats",
+    "EvalStats",
+    "NonFiniteLossError",
+    "evaluate",
+    "load_training_state",
+    "make_optimizer",
+    "make_scheduler",
+    "measure_latency_ms",
+    "save_training_state",
+    "seed_everything",
+    "train_epoch",
+    "train_supernet_epoch",
+]

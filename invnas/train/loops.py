@@ -1,0 +1,214 @@
+"""Training and evaluation loops shared by supernet training, search and retraining."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+Forward = Callable[[Tensor], Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run cannot continue meaningfully."""
+
+    def __init__(self, loss: float, epoch: int, step: int) -> None:
+        super().__init__(f"non-finite training loss ({loss}) at epoch {epoch}, step {step}")
+        self.loss = loss
+        self.epoch = epoch
+        self.step = step
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """Mean loss and accuracy over the samples seen in one training epoch."""
+
+    loss: float
+    accuracy: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    """Mean loss and accuracy of a model over a whole loader."""
+
+    loss: float
+    accuracy: float
+    samples: int
+
+
+class ArchSampler(Protocol):
+    """What :func:`train_supernet_epoch` needs of a sampler: the archs for the next batch."""
+
+    def step(self) -> list[Any]: ...
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _check_finite(loss: Tensor, epoch: int, step: int) -> None:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(value, epoch, step)
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    optimizer: Optimizer,
+    *,
+    forward: Forward | None = None,
+    scheduler: LRScheduler | None = None,
+    epoch: int = 0,
+    max_steps: int | None = None,
+) -> EpochStats:
+    """One pass of cross-entropy training over ``loader`` (at most ``max_steps`` batches).
+
+    ``forward(x) -> logits`` defaults to ``model(x)``; ``scheduler`` steps after every batch.
+    Raises :class:`NonFiniteLossError` (naming ``epoch`` and the step) on a NaN/inf loss,
+    before the bad gradient reaches the weights.
+    """
+    forward = forward or model
+    device = _device_of(model)
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for step, (images, labels) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = forward(images)
+        loss = F.cross_entropy(logits, labels)
+        _check_finite(loss, epoch, step)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch = labels.shape[0]
+        total_loss += float(loss.detach()) * batch
+        correct += int((logits.detach().argmax(1) == labels).sum())
+        seen += batch
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+
+
+def train_supernet_epoch(
+    supernet: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    optimizer: Optimizer,
+    sampler: ArchSampler,
+    *,
+    scheduler: LRScheduler | None = None,
+    epoch: int = 0,
+    max_steps: int | None = None,
+) -> EpochStats:
+    """One epoch of weight-sharing training: per batch, ``sampler.step()`` gives the archs
+    (one for uniform sampling, several for fair sampling); the gradients of
+    ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
+    The reported loss and accuracy are averaged over the archs of each batch."""
+    device = _device_of(supernet)
+    supernet.train()
+    total_loss, correct, seen = 0.0, 0.0, 0
+    for step, (images, labels) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images, labels = images.to(device), labels.to(device)
+        archs = list(sampler.step())
+        if not archs:
+            raise ValueError("sampler.step() returned no architectures")
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss, batch_correct = 0.0, 0
+        for arch in archs:
+            logits = supernet(images, arch)
+            loss = F.cross_entropy(logits, labels) / len(archs)
+            _check_finite(loss, epoch, step)
+            loss.backward()
+            batch_loss += float(loss.detach())
+            batch_correct += int((logits.detach().argmax(1) == labels).sum())
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch = labels.shape[0]
+        total_loss += batch_loss * batch
+        correct += batch_correct / len(archs)
+        seen += batch
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    *,
+    forward: Forward | None = None,
+    max_steps: int | None = None,
+) -> EvalStats:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader``, in eval mode (the model's
+    previous mode is restored). A NaN loss is returned as is, not raised."""
+    forward = forward or model
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        total_loss, correct, seen = 0.0, 0, 0
+        for step, (images, labels) in enumerate(loader):
+            if max_steps is not None and step >= max_steps:
+                break
+            images, labels = images.to(device), labels.to(device)
+            logits = forward(images)
+            total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += labels.shape[0]
+    finally:
+        model.train(was_training)
+    return EvalStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+
+
+def make_optimizer(
+    model_or_params: nn.Module | Iterable[nn.Parameter],
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+) -> torch.optim.SGD:
+    """SGD with Nesterov momentum (plain momentum-free SGD when ``momentum`` is 0). Weight decay
+    applies to weight tensors only, not to biases or normalisation scales (1-d parameters)."""
+    params = (
+        model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
+    )
+    params = [p for p in params if p.requires_grad]
+    decayed = [p for p in params if p.ndim > 1]
+    undecayed = [p for p in params if p.ndim <= 1]
+    groups = [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": undecayed, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+
+
+class CosineDecay:
+    """Learning-rate factor ``0.5 * (1 + cos(pi * step / total_steps))``, 0 after the end.
+
+    A plain object (not a closure) so that a scheduler's state_dict records ``total_steps``.
+    """
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = max(1, int(total_steps))
+
+    def __call__(self, step: int) -> float:
+        progress = min(step, self.total_steps) / self.total_steps
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: Optimizer, epochs: int, steps_per_epoch: int) -> LambdaLR:
+    """Cosine decay from the optimizer's lr to 0 over ``epochs * steps_per_epoch`` steps; call
+    ``scheduler.step()`` after every batch. Its ``state_dict`` round-trips for resuming."""
+    return LambdaLR(optimizer, CosineDecay(epochs * steps_per_epoch))

@@ -131,3 +131,11 @@ def test_resnet26_is_rednet26_with_convolutions_and_the_resnet_stem():
     # RedNet-26 saves about a third of the parameters and of the MACs of its conv counterpart
     assert 0.6 < rednet_cost.params / resnet_cost.params < 0.72
     assert 0.65 < rednet_cost.macs / resnet_cost.macs < 0.75
+
+
+@pytest.mark.parametrize("name", [f"rednet{d}" for d in OFFICIAL_REDNET] + ["resnet26", "resnet50"])
+def test_reference_spaces_pass_invnas_validate(name, capsys):
+    from invnas.cli import main
+
+    assert main(["validate", "--json", str(SPACES / f"{name}.yaml")]) == 0
+    assert f'"name": "{name}"' in capsys.readouterr().out

@@ -69,6 +69,9 @@ def load_space(path: str | Path) -> SearchSpace:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # SafeLoader that rejects duplicate keys
     except yaml.YAMLError as err:
         raise SpaceError([Problem(source, "", _yaml_message(err))]) from None
+    except RecursionError:
+        message = "invalid YAML: nested too deeply; expected a space file (a few levels deep)"
+        raise SpaceError([Problem(source, "", message)]) from None
     return parse_space(data, source)
 
 
@@ -111,6 +114,9 @@ def _parse_top(walker: Validator, data: dict, default_name: str) -> SearchSpace 
     if stages is not INVALID:
         if all(values.get(k, INVALID) is not INVALID for k in ("input", "stem")):
             _check_spatial_sizes(walker, values["input"], values["stem"], stages)
+    named = isinstance(data.get("data"), dict) and "dataset" in data["data"]
+    if named and all(v is not INVALID for v in (run, values["input"], values["num_classes"])):
+        _check_dataset_shape(walker, run.data, values["input"], values["num_classes"])
     if walker.problems:
         return None
     return SearchSpace(name=name, run=run, **values)
@@ -288,6 +294,29 @@ def _check_data(walker: Validator, data: DataConfig, path: str) -> DataConfig:
             "no training images; expected a sum below 1",
         )
     return data
+
+
+# channels the images of a built-in dataset may be presented with, and its number of classes
+# (checked when the file names its dataset; architecture-only files leave the default alone)
+_DATASET_SHAPES = {"digits": ((1, 3), 10), "cifar10": ((3,), 10), "cifar100": ((3,), 100)}
+
+
+def _check_dataset_shape(walker: Validator, data: DataConfig, inp: InputSpec, classes: int):
+    if data.dataset not in _DATASET_SHAPES:
+        return
+    channels, expected = _DATASET_SHAPES[data.dataset]
+    if inp.channels not in channels:
+        allowed = " or ".join(map(str, channels))
+        walker.fail(
+            "input.channels",
+            f"{inp.channels} does not fit data.dataset {data.dataset!r}; expected {allowed}",
+        )
+    if classes != expected:
+        walker.fail(
+            "num_classes",
+            f"{classes} does not fit data.dataset {data.dataset!r}, which has {expected} "
+            f"classes; expected {expected}",
+        )
 
 
 def _check_stage_names(walker: Validator, stages: object) -> None:

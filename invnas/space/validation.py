@@ -180,7 +180,8 @@ class Validator:
         if tp is str:
             if isinstance(raw, str) and raw:
                 return raw
-            return self.fail(path, f"{describe(raw)} is not allowed; expected a non-empty string")
+            wrong = "is empty" if raw == "" else "is not a string"
+            return self.fail(path, f"{describe(raw)} {wrong}; expected a non-empty string")
         if tp in (int, float):
             return self.number(tp, raw, path, meta)
         raise TypeError(f"schema type {tp!r} at {path} is not supported by the loader")

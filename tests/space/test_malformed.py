@@ -224,6 +224,21 @@ CASES = [
     ("non-mapping-root", "- 1\n- 2\n", "space.yaml:", "the top level is a list"),
     ("scalar-root", "42\n", "space.yaml:", "the top level is 42"),
     ("empty-file", "", "space.yaml:", "the space is empty"),
+    (
+        "classes-for-dataset",
+        BASE.replace("num_classes: 10", "num_classes: 7") + "data: {dataset: digits}\n",
+        "num_classes:",
+        "which has 10 classes",
+    ),
+    (
+        "channels-for-dataset",
+        BASE + "data: {dataset: cifar10, path: x}\n",
+        "input.channels:",
+        "1 does not fit data.dataset 'cifar10'; expected 3",
+    ),
+    ("too-deep", "stages: " + "[" * 5000 + "]" * 5000, "space.yaml:", "nested too deeply"),
+    ("non-string-key", BASE + "7: seven\n", "space.yaml:", "key 7 is not a string"),
+    ("date-for-int", BASE + "seed: 2024-01-01\n", "seed:", "a date (2024-01-01) is not an integer"),
 ]
 
 

@@ -93,6 +93,23 @@ def _stem_function(stem: StemSpec, in_channels: int) -> str:
     )
 
 
+def _block_function(kinds: set[str]) -> str:
+    bottleneck = "return Bottleneck(in_channels, out_channels, inner_channels, op, stride)"
+    basic = "return BasicBlock(in_channels, out_channels, op, stride)"
+    if kinds == {"bottleneck", "basic"}:
+        body = f'    if kind == "bottleneck":\n        {bottleneck}\n    {basic}\n'
+    else:
+        body = f"    {bottleneck if 'bottleneck' in kinds else basic}\n"
+    return (
+        "\n\ndef make_block(\n"
+        "    kind: str, in_channels: int, out_channels: int, inner_channels: int, op: tuple, "
+        "stride: int\n"
+        ") -> nn.Module:\n"
+        '    """One residual block of a stage (ARCH names its kind)."""\n'
+        f"{body}"
+    )
+
+
 _HEADER = '''\
 """{title}
 
@@ -211,6 +228,7 @@ def make_op(op: tuple, channels: int, stride: int) -> nn.Module:
         )
 {involution_branch}
 
+
 def make_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
@@ -286,10 +304,7 @@ class Net(nn.Module):
             for index, op in enumerate(ops):
                 block_in = channels if index == 0 else width
                 block_stride = stride if index == 0 else 1
-                if block == "bottleneck":
-                    blocks.append(Bottleneck(block_in, width, inner, op, block_stride))
-                else:
-                    blocks.append(BasicBlock(block_in, width, op, block_stride))
+                blocks.append(make_block(block, block_in, width, inner, op, block_stride))
             stages.append(nn.Sequential(*blocks))
             channels = width
         self.stages = nn.ModuleList(stages)
@@ -347,6 +362,7 @@ def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
         parts.append(_BOTTLENECK)
     if "basic" in blocks:
         parts.append(_BASIC_BLOCK)
+    parts.append(_block_function(blocks))
     parts.append("\n\n" + _stem_function(space.stem, space.input.channels))
     parts.append(_NETWORK.replace("{stem_channels}", str(space.stem.channels)))
     return "".join(parts)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,18 @@ def test_generated_module_matches_archnet(case: str, tmp_path: Path) -> None:
     assert sum(p.numel() for p in net.parameters()) == sum(
         p.numel() for p in reference.parameters()
     )
+
+
+def test_generated_source_is_clean_python(tmp_path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for index, (data, code) in enumerate(CASES.values()):
+        path = tmp_path / f"model{index}.py"
+        path.write_text(generate_source(parse_space(data), Arch.decode(code), INFO))
+    rules = ["--select", "E,W,F,I,B", "--line-length", "100"]
+    done = subprocess.run([ruff, "check", "--isolated", *rules, str(tmp_path)], capture_output=True)
+    assert done.returncode == 0, done.stdout.decode()
 
 
 def test_only_the_parts_used_are_written(tmp_path: Path) -> None:

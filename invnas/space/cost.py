@@ -32,6 +32,7 @@ programming over stages (state: the incoming width), without enumerating archite
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from invnas.space.arch import Arch, StageArch, check_arch
@@ -74,8 +75,9 @@ class _Tally:
             self.aggregation + other.aggregation,
         )
 
-    def __mul__(self, times: int) -> _Tally:
-        return _Tally(self.params * times, self.macs * times, self.aggregation * times)
+
+Sized = tuple[_Tally, int]  # a layer's tally and its output size
+Pick = Callable[..., int]  # min or max
 
 
 def _out_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -84,7 +86,7 @@ def _out_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
 
 def _conv(
     c_in: int, c_out: int, k: int, stride: int, size: int, groups: int = 1, bias: bool = False
-):
+) -> Sized:
     """A 'same'-padded k x k convolution: (tally, output size)."""
     out = _out_size(size, k, stride, k // 2)
     params = c_out * (c_in // groups) * k * k + (c_out if bias else 0)
@@ -95,12 +97,14 @@ def _bn(channels: int) -> _Tally:
     return _Tally(2 * channels)
 
 
-def _conv_bn(c_in: int, c_out: int, k: int, stride: int, size: int, groups: int = 1):
+def _conv_bn(c_in: int, c_out: int, k: int, stride: int, size: int, groups: int = 1) -> Sized:
     tally, out = _conv(c_in, c_out, k, stride, size, groups)
     return tally + _bn(c_out), out
 
 
-def _involution(channels: int, k: int, stride: int, groups: int, reduction: int, size: int):
+def _involution(
+    channels: int, k: int, stride: int, groups: int, reduction: int, size: int
+) -> Sized:
     """Kernel generator (avg-pool by stride, 1x1 reduce + BN, 1x1 span with bias) and the
     aggregation: (tally, output size)."""
     out = _out_size(size, k, stride, k // 2)
@@ -111,7 +115,7 @@ def _involution(channels: int, k: int, stride: int, groups: int, reduction: int,
     return reduce + _bn(reduced) + span + _Tally(0, aggregation, aggregation), out
 
 
-def _op(op: OpChoice, channels: int, stride: int, size: int):
+def _op(op: OpChoice, channels: int, stride: int, size: int) -> Sized:
     if op.kind == "conv":
         return _conv(channels, channels, op.kernel_size, stride, size, op.groups or 1)
     return _involution(
@@ -119,7 +123,7 @@ def _op(op: OpChoice, channels: int, stride: int, size: int):
     )
 
 
-def _stem(stem: StemSpec, in_channels: int, size: int):
+def _stem(stem: StemSpec, in_channels: int, size: int) -> Sized:
     c = stem.channels
     if stem.kind == "conv":
         tally, size = _conv_bn(in_channels, c, stem.kernel_size, stem.stride, size)
@@ -129,14 +133,14 @@ def _stem(stem: StemSpec, in_channels: int, size: int):
     if stem.kind == "resnet":
         tally, size = _conv_bn(in_channels, c, 7, 2, size)
         return tally, _out_size(size, 3, 2, 1)
-    half = c // 2
+    half = c // 2  # the rednet stem's involution: 3x3, 16 channels per group, reduction 4
     first, size = _conv_bn(in_channels, half, 3, 2, size)
     involution, size = _involution(half, 3, 1, half // 16, 4, size)
     last, size = _conv_bn(half, c, 3, 1, size)
     return first + involution + _bn(half) + last, _out_size(size, 3, 2, 1)
 
 
-def _block(spec: StageSpec, op: OpChoice, c_in: int, width: int, stride: int, size: int):
+def _block(spec: StageSpec, op: OpChoice, c_in: int, width: int, stride: int, size: int) -> Sized:
     """One residual block: (tally, output size)."""
     tally = _Tally()
     if stride != 1 or c_in != width:
@@ -165,7 +169,7 @@ def _stage_sizes(space: SearchSpace) -> tuple[_Tally, list[int]]:
     sizes = []
     for spec in space.stages:
         sizes.append(size)
-        size = _out_size(size, 1, spec.stride, 0)
+        size = _out_size(size, 1, spec.stride, 0)  # = any odd k x k op with padding k // 2
     return stem, sizes
 
 
@@ -205,7 +209,9 @@ def macs(space: SearchSpace, arch: Arch) -> int:
     return _tally(space, arch).macs
 
 
-def _stage_extremes(spec: StageSpec, c_in: int, size: int, pick, field: str) -> dict[int, int]:
+def _stage_extremes(
+    spec: StageSpec, c_in: int, size: int, pick: Pick, field: str
+) -> dict[int, int]:
     """For every width of the stage: the extreme (``pick``: min or max) of ``field`` over the
     stage's depths and ops, given ``c_in`` incoming channels."""
     pinned = spec.pinned_ops
@@ -232,7 +238,7 @@ def _stage_extremes(spec: StageSpec, c_in: int, size: int, pick, field: str) -> 
     return best
 
 
-def _extreme(space: SearchSpace, pick, field: str) -> int:
+def _extreme(space: SearchSpace, pick: Pick, field: str) -> int:
     stem, sizes = _stage_sizes(space)
     # state: incoming width -> extreme total so far
     frontier = {space.stem.channels: getattr(stem, field)}

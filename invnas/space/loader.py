@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import re
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def _check_stem(walker: Validator, stem: StemSpec, path: str) -> StemSpec:
 def _check_divides(walker: Validator, path: str, label: str, divisors, stage: StageSpec) -> None:
     """Every value of ``divisors`` must divide the op channels of every width of ``stage``."""
     inner = [stage.inner_width(w) for w in stage.width]
-    allowed = [d for d in range(1, min(inner) + 1) if all(c % d == 0 for c in inner)]
+    common = math.gcd(*inner)
+    allowed = [d for d in range(1, common + 1) if common % d == 0]
     for i, d in enumerate(divisors or ()):
         bad = [(w, c) for w, c in zip(stage.width, inner, strict=True) if c % d]
         if bad:
@@ -253,20 +255,14 @@ def _check_blocks(walker: Validator, stage: StageSpec, path: str) -> None:
             f"{len(stage.blocks)} op codes for depth {stage.depth[0]}; expected one per block",
         )
     allowed = [op.code for op in stage.ops.candidates()]
-    ops = []
     for i, code in enumerate(stage.blocks):
-        try:
-            ops.append(OpChoice.from_code(code))
-        except ValueError:
-            walker.fail(
-                f"{path}[{i}]", f"{code!r} is not an op code; allowed: {', '.join(allowed)}"
-            )
-            continue
-        if ops[-1].code not in allowed:
-            walker.fail(
-                f"{path}[{i}]",
-                f"{code!r} is not among the stage's ops; allowed: {', '.join(allowed)}",
-            )
+        if code not in allowed:
+            try:
+                OpChoice.from_code(code)
+                wrong = "is not among the stage's ops"
+            except ValueError:
+                wrong = "is not an op code"
+            walker.fail(f"{path}[{i}]", f"{code!r} {wrong}; allowed: {', '.join(allowed)}")
 
 
 def _check_search(walker: Validator, search: SearchConfig, path: str) -> SearchConfig:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from invnas import __version__
 from invnas.space.arch import cardinality, stage_cardinality
+from invnas.space.cost import bounds, cost
 from invnas.space.errors import SpaceError
 from invnas.space.loader import load_space
 from invnas.space.serialize import space_to_dict, the_arch
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"invnas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_validate(commands)
+    _add_search(commands)
+    _add_resume(commands)
+    _add_export(commands)
     return parser
 
 
@@ -102,16 +106,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost_range(space: SearchSpace) -> dict[str, int | None]:
+def _cost_range(space: SearchSpace) -> dict[str, int]:
     keys = ("params_min", "params_max", "macs_min", "macs_max")
-    try:
-        from invnas.space import cost
-    except ImportError:  # the cost model is optional until it lands
-        return dict.fromkeys(keys)
     if space.is_fixed:
-        one = cost.cost(space, the_arch(space))
+        one = cost(space, the_arch(space))
         return dict(zip(keys, (one.params, one.params, one.macs, one.macs), strict=True))
-    found = cost.bounds(space)
+    found = bounds(space)
     return {key: getattr(found, key) for key in keys}
 
 
@@ -157,6 +157,10 @@ def human(count: int | None) -> str:
     return str(count)
 
 
+def _span(low: int, high: int) -> str:
+    return human(low) if low == high else f"{human(low)} .. {human(high)}"
+
+
 def _big(count: int) -> str:
     digits = str(count)
     if len(digits) <= 15:
@@ -199,11 +203,180 @@ def _print_summary(space: SearchSpace, summary: dict) -> None:
     run = space.run
     console.print(
         f"architectures: {_big(summary['cardinality'])}\n"
-        f"params: {human(summary['params_min'])} .. {human(summary['params_max'])}\n"
-        f"MACs:   {human(summary['macs_min'])} .. {human(summary['macs_max'])}\n"
+        f"params: {_span(summary['params_min'], summary['params_max'])}\n"
+        f"MACs:   {_span(summary['macs_min'], summary['macs_max'])}\n"
         f"run: data {run.data.dataset}, supernet {run.supernet.epochs} epochs, "
         f"search {run.search.sampler} x {run.search.trials} trials on "
         f"{', '.join(run.search.objectives)}, retrain top {run.retrain.top_k} for "
         f"{run.retrain.epochs} epochs",
         highlight=False,
     )
+
+
+# --- invnas search / invnas resume -----------------------------------------------------------
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="join the Ray cluster at auto or HOST:PORT (default: start a local Ray)"
+    )
+    parser.add_argument("--cpus-per-trial", metavar="N", help="CPUs per trial")
+    parser.add_argument("--gpus-per-trial", metavar="F", help="GPUs per trial (may be fractional)")
+
+
+def _add_search(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "search",
+        help="train a supernet, search it with Optuna on Ray Tune, retrain the winners",
+        description="Run the three phases of a search (supernet training, Optuna-driven search, "
+        "retraining) as Ray Tune experiments under STORAGE/NAME. Flags override the space "
+        "file. An interrupted run finishes with --resume (or invnas resume RUN_DIR).",
+    )
+    parser.add_argument("space", metavar="SPACE.yaml", help="search-space file")
+    parser.add_argument(
+        "--name", help="run directory name (default: the space's name and a timestamp)"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="PATH_OR_URI",
+        help="directory (or file:// URI) holding run directories (default: ./runs)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the existing run STORAGE/NAME"
+    )
+    parser.add_argument("--seed", metavar="N", help="random seed")
+    parser.add_argument("--trials", metavar="N", help="number of completed search trials")
+    _add_run_flags(parser)
+    parser.set_defaults(handler=cmd_search)
+
+
+def _add_resume(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "resume",
+        help="finish an interrupted search run",
+        description="Finish the run in RUN_DIR: completed phases are skipped and the phase in "
+        "progress is restored from its Ray Tune experiment.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (e.g. runs/NAME)")
+    _add_run_flags(parser)
+    parser.set_defaults(handler=cmd_resume)
+
+
+def _number(flag: str, text: str | None, kind: type, what: str):
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not a number; expected {what}") from None
+
+
+def _run_options(args: argparse.Namespace, **extra):
+    from invnas.search.driver import SearchOptions
+
+    return SearchOptions(
+        address=args.address,
+        cpus_per_trial=_number("--cpus-per-trial", args.cpus_per_trial, float, "a CPU count"),
+        gpus_per_trial=_number("--gpus-per-trial", args.gpus_per_trial, float, "a GPU count"),
+        **extra,
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from invnas.search.driver import run_search
+
+    options = _run_options(
+        args,
+        name=args.name,
+        storage=args.storage,
+        resume=args.resume,
+        seed=_number("--seed", args.seed, int, "an integer seed"),
+        trials=_number("--trials", args.trials, int, "a positive integer"),
+    )
+    return _run_with_progress(lambda: run_search(args.space, options))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from invnas.search.driver import resume_run
+
+    options = _run_options(args)
+    return _run_with_progress(lambda: resume_run(args.run_dir, options))
+
+
+def _run_with_progress(start: Callable) -> int:
+    """Run a search with progress on stderr and its summary on stdout; exit 0 when every
+    phase completed, 1 when one failed, 130 when interrupted (then resumable)."""
+    from rich.console import Console
+
+    from invnas.search.driver import PhaseInterrupted
+    from invnas.search.progress import LiveProgressDisplay, ProgressDisplay, showing
+    from invnas.search.summary import run_succeeded, summary
+
+    errors = Console(stderr=True)
+    display = LiveProgressDisplay(errors) if errors.is_terminal else ProgressDisplay(errors)
+    try:
+        with showing(display):
+            run, results = start()
+    except PhaseInterrupted as stop:
+        print(f"invnas: interrupted; resume with: invnas resume {stop.run_path}", file=sys.stderr)
+        return 130
+    out = Console()
+    if not out.is_terminal:
+        out.width = 160
+    out.print(summary(results, str(run.path)), highlight=False)
+    return 0 if run_succeeded(results) else 1
+
+
+# --- invnas export ---------------------------------------------------------------------------
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="write an architecture as standalone PyTorch source with its weights",
+        description="Write the architecture a run chose (or the one of a fixed space file, "
+        "randomly initialised) to DIR: model.py (standalone PyTorch, no invnas import), "
+        "weights.pt, arch.yaml, metrics.json and sample.pt.",
+    )
+    parser.add_argument(
+        "source", metavar="RUN_DIR|SPACE.yaml", help="a run directory or a fixed space file"
+    )
+    parser.add_argument(
+        "--pick",
+        metavar="best|rank:N|trial:ID",
+        help="architecture of a run: its best trial (default), the retrained winner of rank N "
+        "or search trial ID",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="retrained|inherited",
+        help="weights of a run: retrained in phase 3, or inherited from the supernet with "
+        "BatchNorm recalibrated (default: retrained when they exist)",
+    )
+    parser.add_argument("--out", metavar="DIR", required=True, help="directory to write")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    parser.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from invnas.export import export_run, export_space
+
+    source = Path(args.source)
+    if source.is_dir():
+        out = export_run(source, args.pick or "best", args.weights, args.out, args.force)
+    elif source.is_file():
+        for flag, value in (("--pick", args.pick), ("--weights", args.weights)):
+            if value is not None:
+                raise ValueError(f"{flag}: applies to a run directory; {source} is a space file")
+        out = export_space(source, args.out, args.force)
+    else:
+        raise ValueError(f"{source}: no such run directory or space file")
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(
+        f"exported {metrics['arch']} ({metrics['weights']['kind']} weights, "
+        f"{human(metrics['params']['value'])} params, {human(metrics['macs']['value'])} MACs) "
+        f"to {out}: model.py, weights.pt, arch.yaml, metrics.json, sample.pt"
+    )
+    return 0

@@ -151,24 +151,23 @@ def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _data_root(run: Any) -> Path:
-    """Directory relative data paths of the run's space are taken from."""
-    try:
-        info = run.read_run_info()
-    except (OSError, ValueError):
-        info = {}
-    original = info.get("space_path") or info.get("space_source")
-    return Path(original).parent if original else run.path
+def run_space(run: Any) -> tuple[SearchSpace, dict]:
+    """The run's space with the command-line overrides it was started with (the seed among
+    them), and its run.json."""
+    from invnas.search.driver import apply_overrides
+
+    info = run.read_run_info()
+    return apply_overrides(run.load_space(), dict(info.get("overrides") or {})), info
 
 
 def _inherited_model(
-    run: Any, results: dict, space: SearchSpace, arch: Arch
+    run: Any, results: dict, space: SearchSpace, info: dict, arch: Arch
 ) -> tuple[nn.Module, dict]:
-    """The supernet's weights for ``arch``, BatchNorm-recalibrated on training batches, and the
-    accuracy of that model on the validation split."""
-    from invnas.data import load_splits, make_loader
+    """The supernet's weights for ``arch`` with BatchNorm recalibrated as the search did it
+    (same training batches), and that model's accuracy on the validation split."""
     from invnas.nn.bn import recalibrate_bn
     from invnas.nn.supernet import Supernet
+    from invnas.search.context import TrialContext, derive_seed
     from invnas.train.loops import evaluate
 
     supernet_phase = results.get("phases", {}).get("supernet", {})
@@ -181,16 +180,19 @@ def _inherited_model(
     supernet = Supernet(space)
     supernet.load_state_dict(_load_state(run.path / relative, "supernet"))
     model = supernet.extract(arch)
-    data = space.run.data
-    splits = load_splits(
-        data, space.input, space.run.seed, _data_root(run), num_classes=space.num_classes
-    )
+    del supernet
+    context = TrialContext(space=space, data_root=info.get("data_root"), seed=space.run.seed)
+    splits = context.splits()
     batches = space.run.search.bn_batches or DEFAULT_BN_BATCHES
-    train = make_loader(splits.train, data.batch_size, shuffle=True, seed=space.run.seed)
-    used = recalibrate_bn(model, train, batches)
-    val = make_loader(splits.val, data.batch_size, shuffle=False, seed=space.run.seed)
-    accuracy = evaluate(model, val).accuracy
-    recalibration = {"batches": used, "batch_size": data.batch_size, "split": "train"}
+    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
+    used = recalibrate_bn(model, calibration, batches)
+    accuracy = evaluate(model, context.eval_loader(splits.val)).accuracy
+    recalibration = {
+        "batches": used,
+        "batch_size": space.run.data.batch_size,
+        "split": "train",
+        "as_in_search": batches == space.run.search.bn_batches,
+    }
     return model, {"accuracy": accuracy, "bn_recalibration": recalibration, "weights": relative}
 
 
@@ -217,7 +219,7 @@ def export_run(
     results = run.read_results()
     check_search_finished(results, run.results_file)
     choice = choose(results, parsed, kind)
-    space = run.load_space()
+    space, info = run_space(run)
     arch = Arch.decode(choice.trial["arch"])
     trial_metrics = choice.trial.get("metrics") or {}
     search_accuracy = {
@@ -243,7 +245,7 @@ def export_run(
         weights_info = {"kind": "retrained", "file": entry["weights"], "rank": entry["rank"]}
         title = f"rank {entry['rank']} retrained model of run {run.name}"
     else:
-        model, inherited = _inherited_model(run, results, space, arch)
+        model, inherited = _inherited_model(run, results, space, info, arch)
         accuracy = {
             "value": inherited["accuracy"],
             "run": str(run.path),
@@ -273,12 +275,12 @@ def export_run(
         "latency_ms": latency_ms,
     }
     _check_recorded_cost(metrics, trial_metrics)
-    info = SourceInfo(
+    source = SourceInfo(
         title=f"{space.name}: {title}.",
         origin=f"Picked with --pick {parsed} from the run at {run.path}.",
         version=__version__,
     )
-    return write_export(target, space, arch, model, metrics, info)
+    return write_export(target, space, arch, model, metrics, source)
 
 
 def _check_recorded_cost(metrics: dict[str, Any], recorded: dict[str, Any]) -> None:

@@ -208,7 +208,8 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 # Runs in a fresh interpreter (-I: no user site, no PYTHON* variables, no script dir on the
-# path) where importing invnas or safetensors fails, as in an environment with only torch.
+# path; -B: no __pycache__ left in the export directory) where importing invnas or safetensors
+# fails, as in an environment with only torch.
 FRESH_CHECK = """
 import importlib.abc, sys
 
@@ -236,7 +237,7 @@ def fresh_environment_max_error(export_dir: Path) -> float:
     """Max |model.load()(sample input) - sample output| computed without invnas importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     done = subprocess.run(
-        [sys.executable, "-I", "-c", FRESH_CHECK],
+        [sys.executable, "-I", "-B", "-c", FRESH_CHECK],
         cwd=export_dir,
         env=env,
         capture_output=True,

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(commands)
     _add_resume(commands)
     _add_export(commands)
+    _add_report(commands)
     return parser
 
 
@@ -379,4 +380,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{human(metrics['params']['value'])} params, {human(metrics['macs']['value'])} MACs) "
         f"to {out}: model.py, weights.pt, arch.yaml, metrics.json, sample.pt"
     )
+    return 0
+
+
+# --- invnas report ---------------------------------------------------------------------------
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="show what a search found and whether its supernet's ranking can be trusted",
+        description="Print a run's phases, trial counts, Pareto front, retrained architectures "
+        "(with the rank correlation of supernet and stand-alone accuracy from 5 retrained on) "
+        "and failures; write pareto.png, progress.png and op_frequency.png into RUN_DIR "
+        '(needs matplotlib: pip install "invnas[plot]").',
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (e.g. runs/NAME)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--no-plots", action="store_true", help="do not write the pictures")
+    parser.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from invnas.report import report_run
+
+    report_run(args.run_dir, as_json=args.json, plots=not args.no_plots)
     return 0

@@ -26,12 +26,15 @@ def involution_torch(
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     padded = F.pad(input, (pw, pw, ph, ph)) if ph or pw else input
     padded = padded.reshape(b, groups, c // groups, *padded.shape[2:])
+    # unbind: its backward stacks the tap gradients once instead of zero-filling a weight-sized
+    # tensor per tap, as indexing weight[:, :, tap] would
+    taps = weight.unsqueeze(2).unbind(3)
     out = None
     for u in range(kh):
         rows = slice(u * dh, u * dh + (ho - 1) * sh + 1, sh)
         for v in range(kw):
             cols = slice(v * dw, v * dw + (wo - 1) * sw + 1, sw)
-            term = padded[..., rows, cols] * weight[:, :, u * kw + v].unsqueeze(2)
+            term = padded[..., rows, cols] * taps[u * kw + v]
             out = term if out is None else out.add_(term)
     assert out is not None
     return out.reshape(b, c, ho, wo)

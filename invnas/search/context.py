@@ -1,0 +1,80 @@
+"""What every trial of every phase needs: the space, where its data lives, the seed and its
+share of the machine; plus the seeded data loaders built from them inside the trial."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from invnas.space.spec import DataConfig, InputSpec, SearchSpace
+
+EVAL_BATCH_SIZE = 256
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_splits(
+    data: DataConfig, input: InputSpec, seed: int, root: str | None, num_classes: int
+):
+    from invnas.data import load_splits
+
+    return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A seed for one use (e.g. ``("supernet", epoch)``), stable across runs and machines."""
+    text = ":".join([str(seed), *map(str, parts)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Settings shared by a phase's trials (passed with ``tune.with_parameters``).
+
+    ``data_root`` is the absolute directory that a relative ``data.path`` is taken from (the
+    space file's directory when the run started): trials run with their own directory as the
+    working directory, possibly on another node.
+    """
+
+    space: SearchSpace
+    data_root: str | None
+    seed: int
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def setup(self) -> torch.device:
+        """Thread count and device for this trial; returns the device."""
+        torch.set_num_threads(max(1, int(self.cpus)))
+        if self.gpus > 0 and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def splits(self):
+        """The dataset's train/val/test splits (fixed by the seed); read once per process,
+        since Tune reuses a trial's worker process for the next trial."""
+        space = self.space
+        return _cached_splits(
+            space.run.data, space.input, self.seed, self.data_root, space.num_classes
+        )
+
+    def train_loader(self, dataset, seed: int) -> DataLoader:
+        """Shuffled training batches in an order fixed by ``seed``."""
+        from invnas.data import make_loader
+
+        data = self.space.run.data
+        return make_loader(
+            dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers
+        )
+
+    def eval_loader(self, dataset) -> DataLoader:
+        """Unshuffled batches for evaluation."""
+        from invnas.data import make_loader
+
+        batch = max(EVAL_BATCH_SIZE, self.space.run.data.batch_size)
+        return make_loader(
+            dataset, batch, shuffle=False, seed=0, num_workers=self.space.run.data.num_workers
+        )

@@ -1,0 +1,294 @@
+"""``invnas search`` and ``invnas resume``: the three phases in order, each skipped once
+completed, so that a run interrupted at any moment finishes when resumed.
+
+Example::
+
+    run = run_search("search_spaces/quickstart.yaml", SearchOptions(name="demo"))
+    results = run.read_results()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from invnas.search.context import TrialContext
+from invnas.search.objectives import objectives_of
+from invnas.search.progress import current_display
+from invnas.search.ranking import rank_trials, summarise_front
+from invnas.search.ray_session import (
+    check_address,
+    check_resources,
+    check_storage_on_nodes,
+    ray_session,
+    resolve_storage,
+)
+from invnas.search.rundir import RunDir, empty_results, open_run
+from invnas.space.spec import SearchSpace
+
+log = logging.getLogger(__name__)
+
+_NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class PhaseInterrupted(KeyboardInterrupt):
+    """The run stopped before its end (Ctrl-C); ``run_path`` can be resumed."""
+
+    def __init__(self, run_path: Path | str | None = None) -> None:
+        super().__init__(str(run_path or ""))
+        self.run_path = run_path
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Command-line settings of a search; None leaves the space file's value."""
+
+    name: str | None = None
+    storage: str | None = None
+    address: str | None = None
+    resume: bool = False
+    seed: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    trials: int | None = None
+    ray_temp_dir: str | None = None  # a local Ray's session directory (default: Ray's own)
+
+    def overrides(self) -> dict:
+        """The settings that override the space file (recorded in run.json)."""
+        keys = ("seed", "cpus_per_trial", "gpus_per_trial", "trials", "address", "storage")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def check_options(options: SearchOptions) -> None:
+    """ValueError naming the flag of the first invalid option."""
+    if options.trials is not None and options.trials < 1:
+        raise ValueError(f"--trials: {options.trials}; expected a positive number of trials")
+    if options.seed is not None and not 0 <= options.seed < 2**31:
+        raise ValueError(f"--seed: {options.seed}; expected 0 <= seed < 2**31")
+    if options.cpus_per_trial is not None and not options.cpus_per_trial > 0:
+        raise ValueError(f"--cpus-per-trial: {options.cpus_per_trial:g}; expected more than 0")
+    if options.gpus_per_trial is not None and not options.gpus_per_trial >= 0:
+        raise ValueError(f"--gpus-per-trial: {options.gpus_per_trial:g}; expected 0 or more")
+    if options.name is not None and not _NAME_RULE.fullmatch(options.name):
+        raise ValueError(
+            f"--name: {options.name!r} cannot name a run directory; allowed: letters, digits, "
+            "'_', '.' and '-', starting with a letter or digit"
+        )
+    check_address(options.address)
+
+
+def apply_overrides(space: SearchSpace, overrides: dict) -> SearchSpace:
+    """``space`` with the command-line ``overrides`` (see :meth:`SearchOptions.overrides`)."""
+    run = space.run
+    search, resources = run.search, run.resources
+    if "trials" in overrides:
+        search = dataclasses.replace(search, trials=overrides["trials"])
+    resource_keys = ("cpus_per_trial", "gpus_per_trial", "address", "storage")
+    resources = dataclasses.replace(
+        resources, **{k: overrides[k] for k in resource_keys if k in overrides}
+    )
+    run = dataclasses.replace(
+        run, search=search, resources=resources, seed=overrides.get("seed", run.seed)
+    )
+    objectives_of(run.search)  # rejects repeated objectives early
+    return dataclasses.replace(space, run=run)
+
+
+def run_search(
+    space_path: str | Path, options: SearchOptions = SearchOptions()
+) -> tuple[RunDir, dict]:
+    """Start (or with ``options.resume``, continue) a search of the space file ``space_path``.
+
+    Returns the run directory and its final results. ValueError (a SpaceError for the space
+    file) for bad input, raised before the run directory is made.
+    """
+    from invnas.space.loader import load_space
+
+    check_options(options)
+    space_path = Path(space_path)
+    space = apply_overrides(load_space(space_path), options.overrides())
+    address = check_address(space.run.resources.address)
+    storage = resolve_storage(space.run.resources.storage, joining=address is not None)
+    name = options.name or f"{space.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    path = storage / name
+    if options.resume:
+        if not path.is_dir():
+            raise ValueError(f"--resume: {path}: no such run to resume; check --name and --storage")
+        return resume_run(path, options)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(
+            f"{path}: run directory exists; use --resume to continue it or choose another --name"
+        )
+    info = {
+        "name": name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "invnas_version": _version(),
+        "seed": space.run.seed,
+        "overrides": options.overrides(),
+        "storage": str(storage),
+        "address": address,
+        "space_source": str(space_path.resolve()),
+        "data_root": str(space_path.resolve().parent),
+    }
+    space_text = space_path.read_text(encoding="utf-8")
+    with _ray_for(space, address, storage, options.ray_temp_dir):
+        run = RunDir.create(path, space_text, info)
+        run.write_results(empty_results(name, space.run.seed, space))
+        return run, _execute(run, space, info)
+
+
+def resume_run(path: str | Path, options: SearchOptions = SearchOptions()) -> tuple[RunDir, dict]:
+    """Finish the run at ``path``: completed phases are skipped, the phase in progress is
+    restored from its Tune experiment. The run's recorded settings apply; ``options`` may
+    change where it runs (address, cpus/gpus per trial), not what it computes."""
+    check_options(options)
+    run = open_run(path)
+    info = run.read_run_info()
+    recorded = dict(info.get("overrides", {}))
+    for key in ("seed", "trials"):
+        given = getattr(options, key)
+        if given is not None and given != recorded.get(key, given):
+            raise ValueError(
+                f"--{key}: {given}; the run was started with {recorded[key]} and resumes with it"
+            )
+    recorded.pop("address", None)
+    recorded.update(
+        {
+            k: v
+            for k, v in options.overrides().items()
+            if k in ("cpus_per_trial", "gpus_per_trial", "address")
+        }
+    )
+    space = apply_overrides(run.load_space(), recorded)
+    address = check_address(space.run.resources.address)
+    with _ray_for(space, address, run.path.parent, options.ray_temp_dir):
+        try:
+            run.read_results()
+        except ValueError:  # killed before its first results.json
+            run.write_results(empty_results(info["name"], space.run.seed, space))
+        log.info("resuming run %s", run.path)
+        return run, _execute(run, space, info)
+
+
+@contextlib.contextmanager
+def _ray_for(space: SearchSpace, address: str | None, storage: Path, temp_dir: str | None):
+    """Ray up for the run, checked to be able to host its trials and reach its storage."""
+    resources = space.run.resources
+    with ray_session(address, temp_dir=temp_dir):
+        if address is not None:
+            check_storage_on_nodes(storage)
+        check_resources(resources.cpus_per_trial, resources.gpus_per_trial)
+        yield
+
+
+def _version() -> str:
+    import invnas
+
+    return invnas.__version__
+
+
+def _set_phase(run: RunDir, results: dict, phase: str, entry: dict, failures=()) -> None:
+    results["phases"][phase] = entry
+    results["failures"] = [f for f in results["failures"] if f["phase"] != phase]
+    results["failures"].extend(failures)
+    run.write_results(results)
+
+
+def _execute(run: RunDir, space: SearchSpace, info: dict) -> dict:
+    resources_config = space.run.resources
+    resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
+    context = TrialContext(
+        space=space,
+        data_root=info.get("data_root"),
+        seed=space.run.seed,
+        cpus=resources_config.cpus_per_trial,
+        gpus=resources_config.gpus_per_trial,
+    )
+    try:
+        return _run_phases(run, space, context, resources)
+    except KeyboardInterrupt:
+        raise PhaseInterrupted(run.path) from None
+
+
+def _run_phases(
+    run: RunDir, space: SearchSpace, context: TrialContext, resources: dict[str, float]
+) -> dict:
+    """Run every phase not completed yet, in order; stop after a phase that fails."""
+    results = run.read_results()
+    for phase, run_phase in (
+        ("supernet", _supernet),
+        ("search", _search),
+        ("retrain", _retrain),
+    ):
+        if results["phases"][phase]["status"] == "completed":
+            continue
+        _set_phase(run, results, phase, {**results["phases"][phase], "status": "running"})
+        display = current_display()
+        if display is not None:
+            display.start_phase(phase, *_amount_of_work(space, phase))
+        entry, failures = run_phase(run, space, context, resources, results)
+        _set_phase(run, results, phase, entry, failures)
+        if display is not None:
+            display.end_phase(phase, entry["status"])
+        if entry["status"] != "completed":
+            break
+    return results
+
+
+def _amount_of_work(space: SearchSpace, phase: str) -> tuple[int, str]:
+    if phase == "supernet":
+        return space.run.supernet.epochs, "epochs"
+    if phase == "search":
+        return space.run.search.trials, "trials"
+    return space.run.retrain.top_k, "trials"
+
+
+def _supernet(run, space, context, resources, results) -> tuple[dict, list]:
+    from invnas.search.supernet_phase import run_supernet_phase
+
+    entry = _guard(run_supernet_phase(run, context, resources))
+    failures = []
+    if entry["status"] == "failed":
+        failures = [{"phase": "supernet", "trial_id": None, "arch": None, "error": entry["error"]}]
+    return entry, failures
+
+
+def _search(run, space, context, resources, results) -> tuple[dict, list]:
+    from invnas.search.search_phase import run_search_phase
+
+    settings = space.run.search
+    entry, records, failures = run_search_phase(run, context, resources, settings.trials)
+    _guard(entry)
+    results["trials"] = records
+    results.update(summarise_front(records, objectives_of(settings)))
+    return entry, failures
+
+
+def _retrain(run, space, context, resources, results) -> tuple[dict, list]:
+    from invnas.search.retrain_phase import run_retrain_phase
+
+    ranked = rank_trials(results["trials"], objectives_of(space.run.search))
+    if not ranked and space.run.retrain.top_k > 0:
+        entry = {
+            "status": "failed",
+            "mode": space.run.retrain.mode,
+            "error": "no completed feasible architecture to retrain",
+        }
+        return entry, []
+    entry, retrained, failures = run_retrain_phase(run, context, resources, ranked)
+    _guard(entry)
+    results["retrained"] = retrained
+    return entry, failures
+
+
+def _guard(entry: dict) -> dict:
+    """``entry``, unless its phase was interrupted by Ctrl-C (Tune then returns early instead
+    of raising): that raises KeyboardInterrupt rather than passing for finished."""
+    if entry.get("status") == "interrupted":
+        raise KeyboardInterrupt
+    return entry

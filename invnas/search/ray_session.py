@@ -1,0 +1,200 @@
+"""Ray for a search: start a quiet local instance or join a cluster, and check that the run's
+storage and the trials' resources are usable there before any work starts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # trials exchange files, not objects
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d+)")
+
+
+def check_address(address: str | None) -> str | None:
+    """``address`` if it names a Ray cluster (``auto`` or ``HOST:PORT``), None for a local Ray;
+    ValueError otherwise."""
+    if address is None or address == "local":
+        return None
+    if address == "auto":
+        return address
+    match = _HOST_PORT.fullmatch(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(
+            f"--address: {address!r} is not a Ray address; expected auto or HOST:PORT "
+            "(e.g. 10.0.0.5:6379)"
+        )
+    return address
+
+
+def resolve_storage(storage: str | None, joining: bool) -> Path:
+    """The absolute directory that holds run directories.
+
+    ``storage`` is a path or a ``file://`` URI; default ``./runs``. When ``joining`` a cluster
+    a relative path is an error (other nodes have other working directories). The directory
+    is created if need be; ValueError when it cannot be, or is not writable.
+    """
+    if storage is None:
+        path = Path.cwd() / "runs"
+    else:
+        parsed = urlparse(storage)
+        if parsed.scheme == "file":
+            path = Path(parsed.path)
+        elif parsed.scheme and len(parsed.scheme) > 1:
+            raise ValueError(
+                f"--storage: {storage!r}: {parsed.scheme}:// storage is not supported; give a "
+                "directory (local, or a shared mount every node reaches) or a file:// URI"
+            )
+        else:
+            path = Path(storage).expanduser()
+        if not path.is_absolute():
+            if joining:
+                raise ValueError(
+                    f"--storage: {storage!r} is a relative path; with --address give an "
+                    "absolute path (or file:// URI) that every node of the cluster reaches"
+                )
+            path = Path.cwd() / path
+    path = path.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"--storage: {str(path)!r}: cannot create the directory ({error.strerror}); "
+            "give a writable directory"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--storage: {str(path)!r}: not writable; give a writable directory")
+    return path
+
+
+def _check_reachable(address: str) -> None:
+    if address == "auto":
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"--address: {address!r}: nothing answers there ({error.strerror or error}); "
+            "expected the address of a running Ray head node (ray start --head)"
+        ) from None
+
+
+@contextlib.contextmanager
+def ray_session(
+    address: str | None,
+    *,
+    num_cpus: int | None = None,
+    temp_dir: str | None = None,
+) -> Iterator[None]:
+    """Run the body with Ray up: an already initialised Ray is used as it is (and left
+    running); otherwise a local instance is started (no dashboard, warnings only), or the
+    cluster at ``address`` is joined, and shut down afterwards."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    options: dict = {
+        "include_dashboard": False,
+        "logging_level": logging.ERROR,
+        "log_to_driver": False,
+    }
+    if address is None:
+        options.update(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        )
+        if temp_dir is not None:
+            options["_temp_dir"] = temp_dir
+    else:
+        _check_reachable(address)
+        options["address"] = address
+    try:
+        ray.init(**options)
+    except ConnectionError as error:
+        raise ValueError(f"--address: {address!r}: cannot join the Ray cluster ({error})") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """ValueError when no node of the running Ray can host one trial (Tune would wait forever)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    fits = [
+        n
+        for n in nodes
+        if n["Resources"].get("CPU", 0) >= cpus_per_trial
+        and n["Resources"].get("GPU", 0) >= gpus_per_trial
+    ]
+    if fits:
+        return
+    if gpus_per_trial > 0 and not any(n["Resources"].get("GPU", 0) for n in nodes):
+        raise ValueError(
+            f"--gpus-per-trial: {gpus_per_trial:g}: the Ray cluster has no GPU; use 0 for CPU "
+            "trials"
+        )
+    most_cpus = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+    raise ValueError(
+        f"--cpus-per-trial: {cpus_per_trial:g} CPUs (and {gpus_per_trial:g} GPUs) per trial "
+        f"fit on no Ray node (the largest has {most_cpus:g} CPUs); ask for less"
+    )
+
+
+def _probe(directory: str, marker: str) -> str | None:
+    """Run on one node: None if ``directory`` holds ``marker`` and is writable there."""
+    path = Path(directory)
+    if not (path / marker).is_file():
+        return f"{directory} is not there or is another directory (no {marker})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    return None
+
+
+def check_storage_on_nodes(storage: Path, timeout_s: float = 120.0) -> None:
+    """ValueError unless every alive node of the running Ray sees ``storage`` (the same
+    directory, writable): a marker file written here must be visible there."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = f".invnas-probe-{uuid.uuid4().hex}"
+    (storage / marker).write_text("invnas storage probe\n")
+    probe = ray.remote(num_cpus=0)(_probe)
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = {
+            n["NodeManagerAddress"] + " (" + n["NodeID"][:8] + ")": probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(storage), marker)
+            for n in nodes
+        }
+        problems = []
+        for node, ref in refs.items():
+            try:
+                problem = ray.get(ref, timeout=timeout_s)
+            except Exception as error:  # a node that cannot even run the probe
+                problem = f"the check did not run ({type(error).__name__}: {error})"
+            if problem:
+                problems.append(f"node {node}: {problem}")
+        if problems:
+            raise ValueError(
+                f"--storage: {str(storage)!r} is not shared by every Ray node ("
+                + "; ".join(problems)
+                + "); give a directory on a shared file system"
+            )
+    finally:
+        (storage / marker).unlink(missing_ok=True)

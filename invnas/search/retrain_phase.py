@@ -1,0 +1,203 @@
+"""Phase 3: the winners of the search, trained from scratch or fine-tuned from their inherited
+weights, then scored on the held-out test split (one Tune trial per winner)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from invnas.search.context import TrialContext, derive_seed
+from invnas.search.experiment import (
+    fit,
+    interrupted_entry,
+    parse_trial_dirname,
+    run_config,
+    trial_dirname,
+    trial_error,
+    unfinished,
+)
+from invnas.search.progress import TuneProgress
+from invnas.search.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.pt"
+STATE_FILE = "training.pt"
+
+
+def _initial_model(context: TrialContext, arch, supernet_weights: str | None, splits, device):
+    from invnas.nn import build_model
+    from invnas.nn.bn import recalibrate_bn
+    from invnas.nn.supernet import Supernet
+
+    settings = context.space.run.retrain
+    if settings.mode == "scratch":
+        return build_model(context.space, arch).to(device)
+    supernet = Supernet(context.space)
+    supernet.load_state_dict(torch.load(supernet_weights, map_location="cpu", weights_only=True))
+    model = supernet.extract(arch).to(device)
+    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
+    recalibrate_bn(model, calibration, context.space.run.search.bn_batches)
+    return model
+
+
+def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | None) -> None:
+    """Tune trainable: train ``config["candidate"]["arch"]`` for ``retrain.epochs`` epochs
+    (resuming from the trial's last checkpoint), reporting validation accuracy every epoch and
+    the test accuracy with the last one; every report checkpoints ``model.pt``."""
+    from invnas.space.arch import Arch
+    from invnas.train import (
+        evaluate,
+        load_training_state,
+        make_optimizer,
+        make_scheduler,
+        measure_latency_ms,
+        seed_everything,
+        train_epoch,
+    )
+
+    device = context.setup()
+    settings = context.space.run.retrain
+    candidate = config["candidate"]
+    arch = Arch.decode(candidate["arch"])
+    seed = derive_seed(context.seed, "retrain", candidate["rank"])
+    seed_everything(seed)
+    splits = context.splits()
+    model = _initial_model(context, arch, supernet_weights, splits, device)
+    optimizer = make_optimizer(model, settings.lr, settings.momentum, settings.weight_decay)
+    steps = len(context.train_loader(splits.train, 0))
+    scheduler = make_scheduler(optimizer, max(settings.epochs, 1), steps)
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start, _ = load_training_state(
+                Path(directory) / STATE_FILE, model, optimizer, scheduler, restore_rng=False
+            )
+    val_loader = context.eval_loader(splits.val)
+    for epoch in range(start, max(settings.epochs, 1)):
+        metrics: dict = {"epoch": epoch + 1}
+        if settings.epochs > 0:
+            epoch_seed = derive_seed(seed, epoch)
+            seed_everything(epoch_seed)
+            stats = train_epoch(
+                model,
+                context.train_loader(splits.train, epoch_seed),
+                optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+            )
+            metrics.update(train_loss=stats.loss, train_accuracy=stats.accuracy)
+        metrics["val_accuracy"] = evaluate(model, val_loader).accuracy
+        if epoch + 1 >= settings.epochs:
+            metrics["test_accuracy"] = evaluate(model, context.eval_loader(splits.test)).accuracy
+            metrics["latency_ms"] = measure_latency_ms(
+                model,
+                (context.space.input.channels, context.space.input.size, context.space.input.size),
+                threads=max(1, int(context.cpus)),
+            )
+        _report(model, optimizer, scheduler, epoch + 1, metrics)
+
+
+def _report(model, optimizer, scheduler, epoch: int, metrics: dict) -> None:
+    from invnas.train import save_training_state
+
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save(model.state_dict(), Path(directory) / WEIGHTS_FILE)
+        save_training_state(Path(directory) / STATE_FILE, model, optimizer, scheduler, epoch)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def candidates_of(ranked_trials: list[dict], top_k: int) -> list[dict]:
+    """The retrain candidates (rank 1 = best) from search trial records ranked best first."""
+    return [
+        {"rank": rank, "trial_id": trial["trial_id"], "arch": trial["arch"]}
+        for rank, trial in enumerate(ranked_trials[:top_k], start=1)
+    ]
+
+
+def run_retrain_phase(
+    run: RunDir,
+    context: TrialContext,
+    resources: dict[str, float],
+    ranked_trials: list[dict],
+) -> tuple[dict, list[dict], list[dict]]:
+    """Retrain the top-k of ``ranked_trials`` (search trial records, best first). Returns the
+    phase entry, the ``retrained`` records and the failure records."""
+    settings = context.space.run.retrain
+    entry = {"status": "completed", "mode": settings.mode, "error": None}
+    candidates = candidates_of(ranked_trials, settings.top_k)
+    if not candidates:
+        return entry, [], []
+    weights = str(run.supernet_weights) if settings.mode == "finetune" else None
+    trainable = tune.with_resources(
+        tune.with_parameters(retrain_arch, context=context, supernet_weights=weights),
+        resources,
+    )
+    progress = TuneProgress("retrain", "trials", "test_accuracy", "max")
+
+    def new_tuner() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space={"candidate": tune.grid_search(candidates)},
+            tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname, reuse_actors=True),
+            run_config=run_config(run.retrain_dir, progress),
+        )
+
+    grid = fit(run.retrain_dir, trainable, new_tuner)
+    if unfinished(grid):
+        return interrupted_entry(entry), [], []
+    by_trial = {t["trial_id"]: t for t in ranked_trials}
+    retrained, failures = [], []
+    for result in sorted(
+        (grid[i] for i in range(len(grid))), key=lambda r: r.config["candidate"]["rank"]
+    ):
+        candidate = result.config["candidate"]
+        searched = by_trial.get(candidate["trial_id"], {}).get("metrics") or {}
+        record = {
+            "rank": candidate["rank"],
+            "trial_id": candidate["trial_id"],
+            "arch": candidate["arch"],
+            "status": "completed",
+            "metrics": None,
+            "weights": None,
+            "error": trial_error(result),
+        }
+        metrics = result.metrics or {}
+        if record["error"] is None and "test_accuracy" not in metrics:
+            record["error"] = "the retrain trial ended before its last epoch"
+        if record["error"] is not None:
+            record["status"] = "failed"
+            failures.append(
+                {
+                    "phase": "retrain",
+                    "trial_id": parse_trial_dirname(result.path)[1],
+                    "arch": candidate["arch"],
+                    "error": record["error"],
+                }
+            )
+        else:
+            record["metrics"] = {
+                "supernet_accuracy": searched.get("accuracy"),
+                "val_accuracy": float(metrics["val_accuracy"]),
+                "test_accuracy": float(metrics["test_accuracy"]),
+                "params": searched.get("params"),
+                "macs": searched.get("macs"),
+                "latency_ms": float(metrics["latency_ms"]),
+            }
+            target = run.retrain_weights(candidate["rank"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with result.checkpoint.as_directory() as directory:
+                partial = target.with_suffix(".pt.partial")
+                shutil.copyfile(Path(directory) / WEIGHTS_FILE, partial)
+                partial.replace(target)
+            record["weights"] = str(target.relative_to(run.path))
+        retrained.append(record)
+    if retrained and all(r["status"] == "failed" for r in retrained):
+        entry.update(status="failed", error=f"all {len(retrained)} retrain trials failed")
+    return entry, retrained, failures

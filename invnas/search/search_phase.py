@@ -1,0 +1,229 @@
+"""Phase 2: the architecture search. Optuna suggests architectures through
+:class:`~invnas.search.searcher.ArchSearcher`; each Tune trial extracts its subnet from the
+trained supernet, recalibrates BatchNorm on training batches and reports validation accuracy,
+params, MACs and measured latency."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from invnas.search.context import TrialContext, derive_seed
+from invnas.search.experiment import (
+    fit,
+    interrupted_entry,
+    parse_trial_dirname,
+    run_config,
+    trial_dirname,
+    trial_error,
+    unfinished,
+)
+from invnas.search.objectives import is_feasible, objectives_of
+from invnas.search.progress import TuneProgress
+from invnas.search.rundir import RunDir
+from invnas.search.samplers import make_sampler, uses_categorical
+from invnas.search.searcher import ArchSearcher
+from invnas.search.suggest import ARCH_KEY, suggest_arch
+
+log = logging.getLogger(__name__)
+
+STUDY_NAME = "search"
+LATENCY_REPEATS = 20
+
+
+def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) -> None:
+    """Tune trainable: score the architecture ``config["arch"]`` with inherited weights."""
+    from invnas.nn.bn import recalibrate_bn
+    from invnas.space.arch import Arch
+    from invnas.space.cost import cost
+    from invnas.train import evaluate, measure_latency_ms
+
+    device = context.setup()
+    space = context.space
+    arch = Arch.decode(config[ARCH_KEY])
+    splits = context.splits()
+    subnet = _supernet(space, supernet_weights).extract(arch).to(device)
+    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
+    recalibrate_bn(subnet, calibration, space.run.search.bn_batches)
+    stats = evaluate(subnet, context.eval_loader(splits.val))
+    if not math.isfinite(stats.loss):
+        raise FloatingPointError(
+            f"validation loss of {arch.encode()} is {stats.loss} with the supernet's weights"
+        )
+    counted = cost(space, arch)
+    latency = measure_latency_ms(
+        subnet,
+        (space.input.channels, space.input.size, space.input.size),
+        repeats=LATENCY_REPEATS,
+        threads=max(1, int(context.cpus)),
+    )
+    tune.report(
+        {
+            "accuracy": stats.accuracy,
+            "val_loss": stats.loss,
+            "params": counted.params,
+            "macs": counted.macs,
+            "latency_ms": latency,
+            ARCH_KEY: arch.encode(),
+        }
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _supernet(space, weights: str):
+    """The trained supernet, loaded once per worker process (Tune reuses it across trials;
+    ``extract`` copies weights, so trials never change it)."""
+    from invnas.nn.supernet import Supernet
+
+    supernet = Supernet(space)
+    supernet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return supernet
+
+
+def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearcher:
+    """The searcher of a fresh search phase, its study in ``optuna.journal``."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines duplicate ours
+
+    settings = context.space.run.search
+    objectives = objectives_of(settings)
+    constrained = any(
+        v is not None for v in (settings.max_params, settings.max_macs, settings.max_latency_ms)
+    )
+    sampler = make_sampler(
+        settings.sampler,
+        n_objectives=len(objectives),
+        trials=trials,
+        seed=context.seed,
+        constrained=constrained,
+    )
+    return ArchSearcher(
+        space=functools.partial(
+            suggest_arch, space=context.space, categorical=uses_categorical(settings.sampler)
+        ),
+        metric=[o.metric for o in objectives],
+        mode=[o.mode for o in objectives],
+        sampler=sampler,
+        storage=JournalStorage(JournalFileBackend(str(run.journal_file))),
+        study_name=STUDY_NAME,
+        search=settings,
+        target=trials,
+        batch_size=settings.max_concurrent,
+        max_failures=settings.max_failures,
+    )
+
+
+def _clear_stale_journal(run: RunDir) -> None:
+    """Before a fresh start: forget a journal left by a start that died before its first
+    snapshot (its trials belong to no experiment), and any lock a killed driver held."""
+    run.journal_file.unlink(missing_ok=True)
+    _remove_lock(run)
+
+
+def _remove_lock(run: RunDir) -> None:
+    lock = Path(str(run.journal_file) + ".lock")
+    if lock.is_symlink() or lock.exists():
+        lock.unlink()
+    stale = lock.with_name(lock.name + ".lock")  # not Optuna's, but clean either way
+    if stale.exists():
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def run_search_phase(
+    run: RunDir, context: TrialContext, resources: dict[str, float], trials: int
+) -> tuple[dict, list[dict], list[dict]]:
+    """Run (or finish) the search. Returns the phase's results.json entry, the trial records
+    (completed and failed, in order) and the failure records."""
+    settings = context.space.run.search
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            evaluate_arch, context=context, supernet_weights=str(run.supernet_weights)
+        ),
+        resources,
+    )
+    progress = TuneProgress("search", "trials", "accuracy", "max")
+
+    def new_tuner() -> tune.Tuner:
+        _clear_stale_journal(run)
+        searcher = make_searcher(run, context, trials)
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=settings.max_concurrent,
+                trial_dirname_creator=trial_dirname,
+                reuse_actors=True,
+            ),
+            run_config=run_config(run.search_dir, progress),
+        )
+
+    _remove_lock(run)  # a driver killed while holding it leaves it behind
+    grid = fit(run.search_dir, trainable, new_tuner)
+    records, failures = collect_trials(grid, context)
+    completed = sum(1 for r in records if r["status"] == "completed")
+    failed = len(records) - completed
+    entry = {
+        "status": "completed",
+        "trials_requested": trials,
+        "trials_completed": completed,
+        "trials_failed": failed,
+        "sampler": settings.sampler,
+        "error": None,
+    }
+    if unfinished(grid) or (completed < trials and failed <= settings.max_failures):
+        return interrupted_entry(entry), records, failures
+    if failed > settings.max_failures:
+        entry.update(
+            status="failed",
+            error=f"{failed} search trials failed, more than search.max_failures "
+            f"({settings.max_failures})",
+        )
+    return entry, records, failures
+
+
+def collect_trials(grid: tune.ResultGrid, context: TrialContext) -> tuple[list[dict], list[dict]]:
+    """Trial records (results.json ``trials``) and failure records from a finished search,
+    in the order Tune created the trials."""
+    settings = context.space.run.search
+    results = sorted(
+        (grid[i] for i in range(len(grid))), key=lambda r: parse_trial_dirname(r.path)[0]
+    )
+    records, failures = [], []
+    for result in results:
+        trial_id = parse_trial_dirname(result.path)[1]
+        error = trial_error(result)
+        metrics = result.metrics or {}
+        arch = (result.config or {}).get(ARCH_KEY)
+        if error is None and "accuracy" not in metrics:
+            continue  # stopped before reporting: neither completed nor failed
+        record = {
+            "trial_id": trial_id,
+            "number": len(records),
+            "arch": arch,
+            "status": "failed" if error is not None else "completed",
+            "metrics": None,
+            "feasible": False,
+            "error": error,
+        }
+        if error is None:
+            record["metrics"] = {
+                "accuracy": float(metrics["accuracy"]),
+                "params": int(metrics["params"]),
+                "macs": int(metrics["macs"]),
+                "latency_ms": float(metrics["latency_ms"]),
+            }
+            record["feasible"] = is_feasible(settings, record["metrics"])
+        else:
+            failures.append({"phase": "search", "trial_id": trial_id, "arch": arch, "error": error})
+        records.append(record)
+    return records, failures

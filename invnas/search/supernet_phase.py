@@ -1,0 +1,155 @@
+"""Phase 1: training the weight-sharing supernet, one Tune trial checkpointed every epoch."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from invnas.search.context import TrialContext, derive_seed
+from invnas.search.experiment import (
+    fit,
+    interrupted_entry,
+    run_config,
+    trial_dirname,
+    trial_error,
+    unfinished,
+)
+from invnas.search.progress import TuneProgress
+from invnas.search.rundir import RunDir
+from invnas.space.arch import sample
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "supernet.pt"
+STATE_FILE = "training.pt"
+MONITOR_ARCHS = 3  # fixed sample archs whose mean validation accuracy tracks training
+
+
+def _monitor_accuracy(supernet, context: TrialContext, splits, device) -> float:
+    """Mean validation accuracy of a few fixed archs, each with recalibrated BatchNorm."""
+    from invnas.nn.bn import recalibrate_bn
+    from invnas.train import evaluate
+
+    bn_batches = context.space.run.search.bn_batches
+    total = 0.0
+    for k in range(MONITOR_ARCHS):
+        arch = sample(context.space, derive_seed(context.seed, "monitor", k))
+        subnet = supernet.extract(arch)
+        calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
+        recalibrate_bn(subnet, calibration, bn_batches)
+        total += evaluate(subnet, context.eval_loader(splits.val)).accuracy
+    return total / MONITOR_ARCHS
+
+
+def train_supernet(config: dict, context: TrialContext) -> None:
+    """Tune trainable: train the supernet for ``supernet.epochs`` epochs, resuming from the
+    trial's last checkpoint; each epoch reports loss/accuracy and checkpoints
+    ``supernet.pt`` (the state_dict) and ``training.pt`` (optimizer, schedule, RNG)."""
+    from invnas.nn.sampling import make_sampler
+    from invnas.nn.supernet import Supernet
+    from invnas.train import (
+        load_training_state,
+        make_optimizer,
+        make_scheduler,
+        seed_everything,
+        train_supernet_epoch,
+    )
+
+    device = context.setup()
+    settings = context.space.run.supernet
+    seed_everything(derive_seed(context.seed, "supernet-init"))
+    splits = context.splits()
+    supernet = Supernet(context.space).to(device)
+    optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)
+    steps = len(context.train_loader(splits.train, 0))
+    scheduler = make_scheduler(optimizer, settings.epochs, steps)
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start, _ = load_training_state(
+                Path(directory) / STATE_FILE, supernet, optimizer, scheduler, restore_rng=False
+            )
+        log.info("supernet: resuming after epoch %d", start)
+    if settings.epochs == 0:
+        _report(supernet, optimizer, scheduler, 0, {"epoch": 0, "val_accuracy": None})
+        return
+    for epoch in range(start, settings.epochs):
+        epoch_seed = derive_seed(context.seed, "supernet", epoch)
+        seed_everything(epoch_seed)
+        stats = train_supernet_epoch(
+            supernet,
+            context.train_loader(splits.train, epoch_seed),
+            optimizer,
+            make_sampler(settings.sampling, context.space, seed=epoch_seed),
+            scheduler=scheduler,
+            epoch=epoch,
+        )
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "val_accuracy": _monitor_accuracy(supernet, context, splits, device),
+        }
+        _report(supernet, optimizer, scheduler, epoch + 1, metrics)
+
+
+def _report(supernet, optimizer, scheduler, epoch: int, metrics: dict) -> None:
+    from invnas.train import save_training_state
+
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save(supernet.state_dict(), Path(directory) / WEIGHTS_FILE)
+        save_training_state(Path(directory) / STATE_FILE, supernet, optimizer, scheduler, epoch)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, float]) -> dict:
+    """Train (or finish training) the supernet; copy its final weights to
+    ``weights/supernet.pt``. Returns the phase's results.json entry."""
+    settings = context.space.run.supernet
+    trainable = tune.with_resources(
+        tune.with_parameters(train_supernet, context=context), resources
+    )
+    progress = TuneProgress("supernet", "iterations", "val_accuracy", "max")
+
+    def new_tuner() -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=trial_dirname),
+            run_config=run_config(run.supernet_dir, progress),
+        )
+
+    grid = fit(run.supernet_dir, trainable, new_tuner)
+    result = grid[0]
+    entry = {
+        "status": "completed",
+        "epochs": settings.epochs,
+        "val_accuracy": None,
+        "weights": None,
+        "error": None,
+    }
+    if unfinished(grid):
+        return interrupted_entry(entry)
+    error = trial_error(result)
+    if error is not None:
+        entry.update(status="failed", error=error)
+        return entry
+    metrics = result.metrics or {}
+    if result.checkpoint is None or metrics.get("epoch") != settings.epochs:
+        entry.update(status="failed", error="the supernet trial ended without its last epoch")
+        return entry
+    run.weights_dir.mkdir(parents=True, exist_ok=True)
+    with result.checkpoint.as_directory() as directory:
+        partial = run.supernet_weights.with_suffix(".pt.partial")
+        shutil.copyfile(Path(directory) / WEIGHTS_FILE, partial)
+        partial.replace(run.supernet_weights)
+    entry.update(
+        val_accuracy=metrics.get("val_accuracy"),
+        weights=str(run.supernet_weights.relative_to(run.path)),
+    )
+    return entry

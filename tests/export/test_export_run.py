@@ -138,3 +138,46 @@ def test_a_run_whose_search_has_not_finished_is_refused(tmp_path: Path) -> None:
     run = make_run(tmp_path, search_status="running")
     with pytest.raises(ValueError, match=r"phases.search.status: is 'running'; export needs"):
         export_run(run, "best", None, tmp_path / "out")
+
+
+REAL_SEARCH_SPACE = """\
+name: realtiny
+input: {channels: 1, size: 8}
+num_classes: 10
+stem: {kind: conv, channels: 8}
+stages:
+  - {name: s1, depth: [1, 2], width: [16], block: basic, granularity: block,
+     ops: {conv: {kernel_size: [3]}, involution: {kernel_size: [3], group_channels: [4]}}}
+  - {name: s2, depth: [1], width: [16, 24], stride: 2, block: basic,
+     ops: {conv: {kernel_size: [3]}, involution: {kernel_size: [3], group_channels: [4]}}}
+data: {dataset: digits, batch_size: 64}
+supernet: {epochs: 1}
+search: {trials: 2, bn_batches: 2, objectives: [accuracy, macs]}
+retrain: {top_k: 1, epochs: 1}
+"""
+
+
+@pytest.mark.slow  # a real three-phase search on Ray Tune (~1 min)
+def test_export_from_a_real_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from invnas.search.driver import SearchOptions, run_search
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    space_file = tmp_path / "realtiny.yaml"
+    space_file.write_text(REAL_SEARCH_SPACE)
+    run, results = run_search(space_file, SearchOptions(name="real", storage=str(tmp_path)))
+    best = results["best"]
+    retrained = export_run(run.path, "best", None, tmp_path / "retrained")
+    assert _metrics(retrained)["weights"]["kind"] == "retrained"
+    assert (
+        _metrics(retrained)["accuracy"]["value"]
+        == results["retrained"][0]["metrics"]["test_accuracy"]
+    )
+    saved = torch.load(run.retrain_weights(1), weights_only=True)
+    assert all(torch.equal(_weights(retrained)[k], v) for k, v in saved.items())
+    inherited = export_run(run.path, "best", "inherited", tmp_path / "inherited")
+    metrics = _metrics(inherited)
+    assert metrics["arch"] == best["arch"]
+    # BatchNorm recalibrated on the search's batches: the search's accuracy, reproduced.
+    assert metrics["accuracy"]["value"] == best["metrics"]["accuracy"]
+    assert fresh_environment_max_error(inherited) <= 1e-5

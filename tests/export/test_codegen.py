@@ -81,6 +81,7 @@ def _imported_modules(source: str) -> set[str]:
     return found
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("case", list(CASES))
 def test_generated_module_matches_archnet(case: str, tmp_path: Path) -> None:
     data, code = CASES[case]
@@ -101,6 +102,8 @@ def test_generated_module_matches_archnet(case: str, tmp_path: Path) -> None:
     with torch.no_grad():
         expected = reference(images)
         torch.testing.assert_close(net(images), expected, atol=1e-5, rtol=1e-5)
+        scripted = torch.jit.script(net)
+        torch.testing.assert_close(scripted(images), expected, atol=1e-5, rtol=1e-5)
     assert sum(p.numel() for p in net.parameters()) == sum(
         p.numel() for p in reference.parameters()
     )

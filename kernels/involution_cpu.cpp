@@ -180,7 +180,13 @@ INVNAS_INLINE void weight_grad_items(const T* x, const T* gout, T* gw, const Geo
     const int64_t plane0 = b * g.C + grp * cg;
     for (int64_t u = 0; u < g.kh; ++u) {
       const int64_t y = g.input_row(i, u);
-      if (y < 0) continue;  // those weight-gradient rows stay zero
+      if (y < 0) {  // this kernel row reads only padding: its gradient is zero
+        for (int64_t v = 0; v < g.kw; ++v) {
+          T* row = gw + (bg * g.taps() + u * g.kw + v) * g.plane_out() + i * g.WO;
+          std::fill(row, row + g.WO, T(0));
+        }
+        continue;
+      }
       for (int64_t c = 0; c < cg; ++c) rows.fill(c * g.kh + u, x + ((plane0 + c) * g.H + y) * g.W);
       for (int64_t v = 0; v < g.kw; ++v) {
         const WeightGradBlock<T, UNIT> blk{
@@ -418,7 +424,7 @@ at::Tensor backward_weight(const at::Tensor& grad_out, const at::Tensor& input,
                            int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   const Geometry g = make_geometry(input, weight, kh, kw, sh, sw, ph, pw, dh, dw);
   check_grad_out(grad_out, g, input);
-  at::Tensor grad_weight = at::zeros_like(weight);  // taps reading only padding stay zero
+  at::Tensor grad_weight = at::empty_like(weight);  // every element stored
   launch(input, grad_out, grad_weight, g, g.B * g.G * g.HO, g.cg() * g.taps() * g.WO,
          {weight_grad_f32, weight_grad_f64});
   return grad_weight;

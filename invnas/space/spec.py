@@ -103,10 +103,10 @@ class OpSpace:
                 found.append(OpChoice("conv", k, groups=g))
         if self.involution is not None:
             inv = self.involution
-            if inv.group_channels is not None:
-                groupings = [{"group_channels": c} for c in inv.group_channels]
-            else:
-                groupings = [{"groups": g} for g in (inv.groups or (1,))]
+            if inv.groups is not None:
+                groupings = [{"groups": g} for g in inv.groups]
+            else:  # the RedNet convention, 16 channels per group, unless told otherwise
+                groupings = [{"group_channels": c} for c in inv.group_channels or (16,)]
             for k, grouping, r in itertools.product(inv.kernel_size, groupings, inv.reduction):
                 found.append(OpChoice("involution", k, reduction=r, **grouping))
         return tuple(found)

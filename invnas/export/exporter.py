@@ -200,6 +200,53 @@ def _trial_source(run: Any, choice: Choice, phase: str, **extra: Any) -> dict[st
     return {"run": str(run.path), "trial_id": choice.trial["trial_id"], "phase": phase, **extra}
 
 
+def _retrained(
+    run: Any, choice: Choice, space: SearchSpace, arch: Arch
+) -> tuple[nn.Module, dict[str, Any], str]:
+    """The phase-3 model of ``choice``, its metrics entries and a title."""
+    from invnas.nn import build_model
+
+    entry = choice.retrained
+    assert entry is not None
+    model = build_model(space, arch)
+    model.load_state_dict(_load_state(run.path / entry["weights"], "retrained"))
+    recorded = entry.get("metrics") or {}
+    source = _trial_source(run, choice, "retrain", rank=entry["rank"])
+    metrics = {
+        "weights": {"kind": "retrained", "file": entry["weights"], "rank": entry["rank"]},
+        "accuracy": {"value": recorded.get("test_accuracy"), **source, "split": "test"},
+        "val_accuracy": {"value": recorded.get("val_accuracy"), **source, "split": "val"},
+        "latency_ms": {"value": recorded.get("latency_ms"), **source},
+    }
+    return model, metrics, f"rank {entry['rank']} retrained model of run {run.name}"
+
+
+def _inherited(
+    run: Any, results: dict, choice: Choice, space: SearchSpace, info: dict, arch: Arch
+) -> tuple[nn.Module, dict[str, Any], str]:
+    """The supernet's model of ``choice`` (BatchNorm recalibrated), its metrics entries and a
+    title."""
+    model, inherited = _inherited_model(run, results, space, info, arch)
+    recorded = choice.trial.get("metrics") or {}
+    metrics = {
+        "weights": {
+            "kind": "inherited",
+            "file": inherited["weights"],
+            "bn_recalibration": inherited["bn_recalibration"],
+        },
+        "accuracy": {
+            "value": inherited["accuracy"],
+            **_trial_source(run, choice, "export", split="val"),
+        },
+        "latency_ms": {"value": recorded.get("latency_ms"), **_trial_source(run, choice, "search")},
+    }
+    return (
+        model,
+        metrics,
+        f"trial {choice.trial['trial_id']} of run {run.name} with supernet weights",
+    )
+
+
 def export_run(
     run_dir: str | os.PathLike,
     pick: str = "best",
@@ -209,7 +256,6 @@ def export_run(
 ) -> Path:
     """Export the architecture ``pick`` selects from a finished run (see
     :mod:`invnas.export.picking` for ``pick`` and ``weights``); returns the export directory."""
-    from invnas.nn import build_model
     from invnas.search.rundir import open_run
 
     parsed = parse_pick(pick)
@@ -221,66 +267,33 @@ def export_run(
     choice = choose(results, parsed, kind)
     space, info = run_space(run)
     arch = Arch.decode(choice.trial["arch"])
-    trial_metrics = choice.trial.get("metrics") or {}
-    search_accuracy = {
-        "value": trial_metrics.get("accuracy"),
-        **_trial_source(run, choice, "search", split="val", weights="supernet (inherited)"),
-    }
     if choice.retrained is not None:
-        entry = choice.retrained
-        model = build_model(space, arch)
-        model.load_state_dict(_load_state(run.path / entry["weights"], "retrained"))
-        retrained_metrics = entry.get("metrics") or {}
-        source = _trial_source(run, choice, "retrain", rank=entry["rank"])
-        accuracy = {"value": retrained_metrics.get("test_accuracy"), **source, "split": "test"}
-        extra = {
-            "val_accuracy": {
-                "value": retrained_metrics.get("val_accuracy"),
-                **source,
-                "split": "val",
-            },
-            "supernet_accuracy": search_accuracy,
-        }
-        latency_ms = {"value": retrained_metrics.get("latency_ms"), **source}
-        weights_info = {"kind": "retrained", "file": entry["weights"], "rank": entry["rank"]}
-        title = f"rank {entry['rank']} retrained model of run {run.name}"
+        model, parts, title = _retrained(run, choice, space, arch)
     else:
-        model, inherited = _inherited_model(run, results, space, info, arch)
-        accuracy = {
-            "value": inherited["accuracy"],
-            "run": str(run.path),
-            "trial_id": choice.trial["trial_id"],
-            "phase": "export",
-            "split": "val",
-        }
-        extra = {"supernet_accuracy": search_accuracy}
-        latency_ms = {
-            "value": trial_metrics.get("latency_ms"),
-            **_trial_source(run, choice, "search"),
-        }
-        weights_info = {
-            "kind": "inherited",
-            "file": inherited["weights"],
-            "bn_recalibration": inherited["bn_recalibration"],
-        }
-        title = f"trial {choice.trial['trial_id']} of run {run.name} with supernet weights"
+        model, parts, title = _inherited(run, results, choice, space, info, arch)
+    latency_ms = parts.pop("latency_ms")
+    recorded = choice.trial.get("metrics") or {}
+    search_accuracy = _trial_source(run, choice, "search", split="val")
     metrics = {
         "arch": arch.encode(),
         "space": space.name,
         "source": {"run": str(run.path), "pick": str(parsed), "trial_id": choice.trial["trial_id"]},
-        "weights": weights_info,
-        "accuracy": accuracy,
-        **extra,
+        **parts,
+        "supernet_accuracy": {
+            "value": recorded.get("accuracy"),
+            **search_accuracy,
+            "weights": "supernet (inherited)",
+        },
         **_cost_metrics(space, arch),
         "latency_ms": latency_ms,
     }
-    _check_recorded_cost(metrics, trial_metrics)
-    source = SourceInfo(
+    _check_recorded_cost(metrics, recorded)
+    about = SourceInfo(
         title=f"{space.name}: {title}.",
         origin=f"Picked with --pick {parsed} from the run at {run.path}.",
         version=__version__,
     )
-    return write_export(target, space, arch, model, metrics, source)
+    return write_export(target, space, arch, model, metrics, about)
 
 
 def _check_recorded_cost(metrics: dict[str, Any], recorded: dict[str, Any]) -> None:

@@ -16,9 +16,9 @@
 // Built with -O3 but without -march=native (the build cache may move to another machine); on
 // x86-64 with GCC the kernels are cloned for AVX2/FMA and AVX-512 and picked at load time.
 
-#include <torch/extension.h>
-
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/utils/pybind.h>  // lighter than torch/extension.h: a faster first build
 
 #include <algorithm>
 #include <cstdint>
@@ -131,15 +131,8 @@ INVNAS_INLINE void forward_items(const T* x, const T* w, T* out, const Geometry&
       const int64_t plane = b * g.C + c;
       for (int64_t k = 0; k < nu; ++k)
         rows.fill(us[k], x + (plane * g.H + g.input_row(i, us[k])) * g.W);
-      const ForwardBlock<T, UNIT> blk{w + bg * g.taps() * g.plane_out() + i * g.WO,
-                                      g.plane_out(),
-                                      rows.data.data(),
-                                      rows.len,
-                                      us.data(),
-                                      nu,
-                                      g.kw,
-                                      g.dw,
-                                      g.sw,
+      const ForwardBlock<T, UNIT> blk{w + bg * g.taps() * g.plane_out() + i * g.WO, g.plane_out(),
+                                      rows.data.data(), rows.len, us.data(), nu, g.kw, g.dw, g.sw,
                                       out + (plane * g.HO + i) * g.WO};
       sweep(blk, g.WO);
     }
@@ -190,15 +183,8 @@ INVNAS_INLINE void weight_grad_items(const T* x, const T* gout, T* gw, const Geo
       for (int64_t c = 0; c < cg; ++c) rows.fill(c * g.kh + u, x + ((plane0 + c) * g.H + y) * g.W);
       for (int64_t v = 0; v < g.kw; ++v) {
         const WeightGradBlock<T, UNIT> blk{
-            gout + plane0 * g.plane_out() + i * g.WO,
-            g.plane_out(),
-            rows.data.data(),
-            rows.len,
-            g.kh,
-            cg,
-            u,
-            v * g.dw,
-            g.sw,
+            gout + plane0 * g.plane_out() + i * g.WO, g.plane_out(), rows.data.data(), rows.len,
+            g.kh, cg, u, v * g.dw, g.sw,
             gw + (bg * g.taps() + u * g.kw + v) * g.plane_out() + i * g.WO};
         sweep(blk, g.WO);
       }

@@ -1,0 +1,237 @@
+"""Search efficiency: NSGA-II and TPE against random search at the same trial budget.
+
+Every search runs Optuna directly (no Ray) over the same trained quickstart supernet
+(search_spaces/quickstart.yaml, uniform path sampling, the space's supernet settings; trained
+once and cached, shared with experiments/rank_correlation.py). A trial scores its architecture
+exactly as an ``invnas search`` trial does: weights inherited from the supernet, BatchNorm
+recalibrated on ``search.bn_batches`` training batches, accuracy on the validation split; MACs
+from the cost model. The samplers are built by ``invnas.search.samplers.make_sampler`` with
+the budget, as the search builds them (NSGA-II population budget/4, TPE budget/3 start-up
+trials), and the architecture is suggested by ``invnas.search.suggest.suggest_arch``.
+
+Quality of a search: the hypervolume of its (accuracy, MACs) front, with coordinates error =
+1 - accuracy (reference 1) and MACs / the space's largest MACs (reference 1), reported after
+each number of trials, mean and standard deviation over --seeds seeds. Evaluations are
+deterministic, so they are cached per architecture (experiments/results/cache/).
+
+    python experiments/search_efficiency.py                  # 3 samplers x 5 seeds x 40 trials
+    python experiments/search_efficiency.py --quick          # 2 seeds x 12 trials
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from rank_correlation import CACHE, RESULTS, context_of, load_space, train_supernet  # noqa: E402
+
+from invnas.report.hypervolume import hypervolume  # noqa: E402
+
+SAMPLERS = ("nsga2", "tpe", "random")
+EVAL_CACHE = RESULTS / "cache" / "search_efficiency"
+
+
+class Evaluator:
+    """Inherited-weight validation accuracy and MACs of quickstart architectures, memoized."""
+
+    def __init__(self, weights: Path, memo_file: Path) -> None:
+        import torch
+
+        from invnas.nn import Supernet
+
+        torch.set_num_threads(1)
+        self.space = load_space()
+        self.context = context_of(self.space)
+        self.splits = self.context.splits()
+        self.supernet = Supernet(self.space)
+        self.supernet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.memo_file = memo_file
+        self.memo: dict[str, list[float]] = {}
+        for earlier in sorted(memo_file.parent.glob("evaluations-*.json")):
+            self.memo.update(json.loads(earlier.read_text()))
+        self.fresh = 0
+
+    def __call__(self, arch: str) -> tuple[float, int]:
+        if arch not in self.memo:
+            from invnas.nn import recalibrate_bn
+            from invnas.search.context import derive_seed
+            from invnas.space.arch import Arch
+            from invnas.space.cost import cost
+            from invnas.train import evaluate
+
+            decoded = Arch.decode(arch)
+            subnet = self.supernet.extract(decoded)
+            context, splits = self.context, self.splits
+            calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
+            recalibrate_bn(subnet, calibration, self.space.run.search.bn_batches)
+            accuracy = evaluate(subnet, context.eval_loader(splits.val)).accuracy
+            self.memo[arch] = [accuracy, cost(self.space, decoded).macs]
+            self.fresh += 1
+        accuracy, macs = self.memo[arch]
+        return accuracy, int(macs)
+
+
+def one_search(sampler_name: str, seed: int, budget: int, weights: Path, cache: Path) -> dict:
+    """One Optuna study of ``budget`` trials with sampler ``sampler_name`` (worker)."""
+    import optuna
+
+    from invnas.search.samplers import make_sampler, uses_categorical
+    from invnas.search.suggest import suggest_arch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    evaluator = Evaluator(weights, cache / f"evaluations-{sampler_name}-{seed}.json")
+    space = evaluator.space
+    suggest = functools.partial(
+        suggest_arch, space=space, categorical=uses_categorical(sampler_name)
+    )
+
+    def objective(trial) -> tuple[float, int]:
+        return evaluator(suggest(trial)["arch"])
+
+    study = optuna.create_study(
+        directions=["maximize", "minimize"],
+        sampler=make_sampler(sampler_name, n_objectives=2, trials=budget, seed=seed),
+    )
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=budget)
+    seconds = time.perf_counter() - start
+    cache.mkdir(parents=True, exist_ok=True)
+    evaluator.memo_file.write_text(json.dumps(evaluator.memo))
+    trials = [
+        {"arch": t.user_attrs["arch"], "accuracy": t.values[0], "macs": t.values[1]}
+        for t in study.trials
+    ]
+    return {"sampler": sampler_name, "seed": seed, "trials": trials, "seconds": seconds}
+
+
+def volume_curve(trials: list[dict], macs_max: int) -> list[float]:
+    """Hypervolume of the first k trials, for k = 1..len(trials)."""
+    points = [(1 - t["accuracy"], t["macs"] / macs_max) for t in trials]
+    return [hypervolume(points[: k + 1], (1.0, 1.0)) for k in range(len(points))]
+
+
+def run(args: argparse.Namespace) -> dict:
+    from invnas.space.cost import bounds
+
+    space = load_space()
+    macs_max = bounds(space).macs_max
+    started = time.perf_counter()
+    supernet_epochs = args.supernet_epochs or space.run.supernet.epochs
+    weights = train_supernet("uniform", supernet_epochs, Path(args.supernet_cache))
+    cache = Path(args.cache)
+    jobs = [(s, seed) for seed in range(args.seeds) for s in SAMPLERS]
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(one_search, s, seed, args.trials, weights, cache) for s, seed in jobs
+        ]
+        searches = [f.result() for f in futures]
+    elapsed = time.perf_counter() - started
+    checkpoints = sorted({k for k in (10, 20, 30, 40, 60, 80, args.trials) if k <= args.trials})
+    pooled = [t for s in searches for t in s["trials"]]
+    summary = {}
+    for name in SAMPLERS:
+        curves = [volume_curve(s["trials"], macs_max) for s in searches if s["sampler"] == name]
+        best = [max(t["accuracy"] for t in s["trials"]) for s in searches if s["sampler"] == name]
+        summary[name] = {
+            "hypervolume": {
+                str(k): {
+                    "mean": statistics.fmean(c[k - 1] for c in curves),
+                    "std": statistics.stdev(c[k - 1] for c in curves) if len(curves) > 1 else 0.0,
+                }
+                for k in checkpoints
+            },
+            "final_hypervolume_per_seed": [c[-1] for c in curves],
+            "best_accuracy_mean": statistics.fmean(best),
+            "distinct_archs_mean": statistics.fmean(
+                len({t["arch"] for t in s["trials"]}) for s in searches if s["sampler"] == name
+            ),
+        }
+    return {
+        "experiment": "search_efficiency",
+        "command": "python experiments/search_efficiency.py " + " ".join(sys.argv[1:]),
+        "space": "search_spaces/quickstart.yaml",
+        "supernet": {"sampling": "uniform", "epochs": supernet_epochs},
+        "trials": args.trials,
+        "seeds": args.seeds,
+        "hypervolume_definition": "points (1 - val accuracy, MACs / space max MACs), "
+        "reference (1, 1)",
+        "macs_max": macs_max,
+        "checkpoints": checkpoints,
+        "summary": summary,
+        "pooled_front_hypervolume": volume_curve(pooled, macs_max)[-1],
+        "pooled_distinct_archs": len({t["arch"] for t in pooled}),
+        "searches": searches,
+        "wall_seconds": elapsed,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+    }
+
+
+def markdown(result: dict) -> str:
+    checkpoints = result["checkpoints"]
+    rows = [
+        "| sampler | " + " | ".join(f"HV @ {k}" for k in checkpoints) + " | best val acc |",
+        "|---|" + "---|" * (len(checkpoints) + 1),
+    ]
+    for name, found in result["summary"].items():
+        volumes = [found["hypervolume"][str(k)] for k in checkpoints]
+        cells = [f"{v['mean']:.4f} ± {v['std']:.4f}" for v in volumes]
+        rows.append(
+            f"| {name} | " + " | ".join(cells) + f" | {100 * found['best_accuracy_mean']:.1f}% |"
+        )
+    return "\n".join(
+        [
+            "# Search efficiency: hypervolume of (accuracy, MACs) against trials",
+            "",
+            f"`{result['command'].strip()}`",
+            "",
+            f"Optuna over one quickstart supernet (uniform sampling, "
+            f"{result['supernet']['epochs']} epochs); each trial = inherited weights + BatchNorm "
+            f"recalibration, validation accuracy. Hypervolume of {result['hypervolume_definition']}"
+            f"; mean ± std over {result['seeds']} seeds at the same budget of {result['trials']} "
+            f"trials. Union of all {result['pooled_distinct_archs']} evaluated architectures: "
+            f"hypervolume {result['pooled_front_hypervolume']:.4f}.",
+            "",
+            *rows,
+            "",
+            f"Wall time {result['wall_seconds'] / 60:.1f} min.",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=40, help="trials per search")
+    parser.add_argument("--seeds", type=int, default=5, help="searches per sampler")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", default=str(EVAL_CACHE))
+    parser.add_argument("--supernet-cache", default=str(CACHE))
+    parser.add_argument("--supernet-epochs", type=int, help="default: the space's")
+    parser.add_argument("--out", default=str(RESULTS / "search_efficiency"), help="path stem")
+    parser.add_argument("--quick", action="store_true", help="2 seeds x 12 trials, 1 epoch")
+    args = parser.parse_args()
+    if args.quick:
+        args.trials, args.seeds, args.supernet_epochs = 12, 2, 1
+        args.out += "_quick"
+    result = run(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

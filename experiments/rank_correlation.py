@@ -1,12 +1,14 @@
 """Can the supernet's ranking be trusted? Kendall tau between supernet and stand-alone accuracy.
 
-On the quickstart space (search_spaces/quickstart.yaml, 8x8 digits at 16x16) it
+On the quickstart space (search_spaces/quickstart.yaml, scikit-learn's 8x8 digits) it
 
 1. samples --archs distinct architectures (seeded);
-2. trains each stand-alone from scratch with the space's retrain settings (15 epochs, SGD,
-   cosine decay) and scores it on the test split;
-3. trains one supernet per path sampler (``uniform``: single-path one-shot; ``fair``: FairNAS
-   strict fairness, one path per op candidate per step) with the space's supernet settings;
+2. trains each stand-alone from scratch with the space's retrain settings, --repeats times with
+   different seeds, and scores it on the test split (accuracy averaged over the seeds; the
+   agreement between two seeds is the noise ceiling of the whole measurement);
+3. trains supernets with the space's supernet settings: ``uniform`` (single-path one-shot),
+   ``fair`` (FairNAS strict fairness: every op candidate trained in every step, so several
+   paths per step) and ``uniform-same-compute`` (uniform, as many paths in all as ``fair``);
 4. scores every architecture with inherited weights after BatchNorm recalibration, exactly as a
    search trial does (``search.bn_batches`` training batches), on the validation split (what
    the search ranks by) and on the test split;
@@ -17,9 +19,10 @@ Published anchors (13 models, ImageNet, FairNAS paper): single-path one-shot tau
 FairNAS 0.95.
 
 Work runs in --workers processes (one torch thread each); finished pieces are cached under
-experiments/results/cache/rank_correlation/ so an interrupted run continues where it stopped.
+experiments/results/cache/rank_correlation/ (keyed by the space's content) so an interrupted
+run continues where it stopped.
 
-    python experiments/rank_correlation.py                # 20 archs, ~15 min on 2 cores
+    python experiments/rank_correlation.py                # 30 archs x 2 seeds, ~6 min on 2 cores
     python experiments/rank_correlation.py --quick        # 6 archs, 2 epochs: a smoke run
 """
 
@@ -44,7 +47,6 @@ from invnas.report.correlation import kendall_tau_b, spearman_rho  # noqa: E402
 SPACE_FILE = ROOT / "search_spaces" / "quickstart.yaml"
 RESULTS = ROOT / "experiments" / "results"
 CACHE = RESULTS / "cache" / "rank_correlation"
-SAMPLERS = ("uniform", "fair")
 PUBLISHED = {"uniform": 0.62, "fair": 0.95}  # Kendall tau, 13 ImageNet models (FairNAS paper)
 BOOTSTRAP = 2000
 
@@ -63,6 +65,14 @@ def load_space(epochs: int | None = None, supernet_epochs: int | None = None):
         supernet = dataclasses.replace(run.supernet, epochs=supernet_epochs)
         run = dataclasses.replace(run, supernet=supernet)
     return dataclasses.replace(space, run=run)
+
+
+def digest(space) -> str:
+    """Short hash of everything in ``space`` (structure and settings): cache entries of an
+    edited space file are never reused."""
+    from invnas.space.serialize import space_to_dict
+
+    return _key(json.dumps(space_to_dict(space), sort_keys=True))
 
 
 def context_of(space):
@@ -110,8 +120,9 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def train_standalone(arch: str, epochs: int, seed: int, cache: Path) -> dict:
-    """Train ``arch`` from scratch; its per-image correctness on the test split (worker)."""
+def train_standalone(space, arch: str, seed: int, cache: Path) -> dict:
+    """Train ``arch`` from scratch with the space's retrain settings; its per-image
+    correctness on the test split (worker)."""
 
     def compute() -> dict:
         import torch
@@ -122,8 +133,8 @@ def train_standalone(arch: str, epochs: int, seed: int, cache: Path) -> dict:
         from invnas.train import make_optimizer, make_scheduler, seed_everything, train_epoch
 
         torch.set_num_threads(1)
-        space = load_space(epochs=epochs)
         context, settings = context_of(space), space.run.retrain
+        epochs = settings.epochs
         splits = context.splits()
         seed_everything(derive_seed(seed, "standalone", arch))
         model = build_model(space, Arch.decode(arch))
@@ -140,24 +151,28 @@ def train_standalone(arch: str, epochs: int, seed: int, cache: Path) -> dict:
             "seconds": time.perf_counter() - start,
         }
 
-    return _cached(cache / f"standalone-{_key(arch, epochs, seed)}.json", compute)
+    return _cached(cache / f"standalone-{_key(digest(space), arch, seed)}.json", compute)
 
 
-def train_supernet(sampling: str, epochs: int, cache: Path) -> Path:
-    """Train a quickstart supernet with path sampler ``sampling`` for ``epochs`` epochs as the
-    supernet phase does; its state_dict file (cached) (worker)."""
+def supernet_file(space, sampling: str, cache: Path) -> Path:
+    return cache / f"supernet-{sampling}-{space.run.supernet.epochs}ep-{digest(space)}.pt"
+
+
+def train_supernet(space, sampling: str, cache: Path) -> Path:
+    """Train a supernet of ``space`` with path sampler ``sampling`` and the space's supernet
+    settings, as the supernet phase does; its state_dict file (cached) (worker)."""
     import torch
 
     from invnas.nn import Supernet, make_sampler
     from invnas.search.context import derive_seed
     from invnas.train import make_optimizer, make_scheduler, seed_everything, train_supernet_epoch
 
-    path = cache / f"supernet-{sampling}-{epochs}ep.pt"
+    path = supernet_file(space, sampling, cache)
     if path.exists():
         return path
     torch.set_num_threads(1)
-    space = load_space(supernet_epochs=epochs)
     context, settings = context_of(space), space.run.supernet
+    epochs = settings.epochs
     splits = context.splits()
     seed_everything(derive_seed(context.seed, "supernet-init"))
     supernet = Supernet(space)
@@ -182,7 +197,7 @@ def train_supernet(sampling: str, epochs: int, cache: Path) -> Path:
     return path
 
 
-def score_inherited(weights: Path, archs: list[str]) -> dict[str, dict]:
+def score_inherited(space, weights: Path, archs: list[str]) -> dict[str, dict]:
     """Each arch's per-image correctness (val and test) with weights inherited from the
     supernet in ``weights`` and BatchNorm recalibrated as a search trial does (worker)."""
     import torch
@@ -192,7 +207,6 @@ def score_inherited(weights: Path, archs: list[str]) -> dict[str, dict]:
     from invnas.space.arch import Arch
 
     torch.set_num_threads(1)
-    space = load_space()
     context = context_of(space)
     splits = context.splits()
     supernet = Supernet(space)
@@ -229,33 +243,68 @@ def bootstrap_tau(x_flags: list[list[int]], y_flags: list[list[int]], seed: int)
     return [taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]]
 
 
+def variants(space) -> dict[str, tuple[str, object]]:
+    """Supernets to compare: name -> (path sampler, space with its supernet epochs). Besides
+    ``uniform`` and ``fair`` at the space's epochs, ``uniform-same-compute`` trains uniform
+    sampling for as many paths as ``fair`` does (fair trains several paths per step)."""
+    import dataclasses
+
+    from invnas.nn import FairSampler
+
+    paths = FairSampler(space).paths_per_step
+    settings = space.run.supernet
+    longer = dataclasses.replace(settings, epochs=settings.epochs * paths)
+    same_compute = dataclasses.replace(space, run=dataclasses.replace(space.run, supernet=longer))
+    return {
+        "uniform": ("uniform", space),
+        "fair": ("fair", space),
+        "uniform-same-compute": ("uniform", same_compute),
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     space = load_space(epochs=args.epochs, supernet_epochs=args.supernet_epochs)
-    epochs, supernet_epochs = space.run.retrain.epochs, space.run.supernet.epochs
     archs = sample_archs(space, args.archs, args.seed)
+    seeds = [args.seed + r for r in range(args.repeats)]
     cache = Path(args.cache)
+    compared = variants(space)
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        supernets = {s: pool.submit(train_supernet, s, supernet_epochs, cache) for s in SAMPLERS}
-        alone = [pool.submit(train_standalone, a, epochs, args.seed, cache) for a in archs]
-        inherited = {
-            s: pool.submit(score_inherited, supernets[s].result(), archs) for s in SAMPLERS
+        supernets = {
+            name: pool.submit(train_supernet, variant_space, sampling, cache)
+            for name, (sampling, variant_space) in compared.items()
         }
-        standalone = {record["arch"]: record for record in (f.result() for f in alone)}
-        inherited_scores = {s: f.result() for s, f in inherited.items()}
+        alone = {
+            (a, seed): pool.submit(train_standalone, space, a, seed, cache)
+            for seed in seeds
+            for a in archs
+        }
+        inherited = {
+            name: pool.submit(score_inherited, space, future.result(), archs)
+            for name, future in supernets.items()
+        }
+        standalone = {key: future.result() for key, future in alone.items()}
+        inherited_scores = {name: future.result() for name, future in inherited.items()}
     elapsed = time.perf_counter() - started
-    alone_flags = [standalone[a]["test_correct"] for a in archs]
-    alone_acc = [mean(f) for f in alone_flags]
-    samplers = {}
-    for sampling in SAMPLERS:
-        scores = inherited_scores[sampling]
+    per_seed = {seed: [mean(standalone[a, seed]["test_correct"]) for a in archs] for seed in seeds}
+    # per image, how many of the seeds classify it correctly: sums rank like mean accuracies
+    alone_flags = [
+        [sum(bits) for bits in zip(*(standalone[a, s]["test_correct"] for s in seeds), strict=True)]
+        for a in archs
+    ]
+    alone_acc = [mean(f) / len(seeds) for f in alone_flags]
+    found = {}
+    for name, (sampling, variant_space) in compared.items():
+        scores = inherited_scores[name]
         on_val = [mean(scores[a]["val_correct"]) for a in archs]
         on_test = [mean(scores[a]["test_correct"]) for a in archs]
         test_flags = [scores[a]["test_correct"] for a in archs]
-        seconds = json.loads((cache / f"supernet-{sampling}-{supernet_epochs}ep.json").read_text())
-        samplers[sampling] = {
-            "published_kendall_tau": PUBLISHED[sampling],
-            "supernet_train_seconds": seconds["seconds"],
+        timing = supernet_file(variant_space, sampling, cache).with_suffix(".json")
+        found[name] = {
+            "sampling": sampling,
+            "epochs": variant_space.run.supernet.epochs,
+            "published_kendall_tau": PUBLISHED.get(name),
+            "supernet_train_seconds": json.loads(timing.read_text())["seconds"],
             "kendall_tau": kendall_tau_b(on_test, alone_acc),
             "kendall_tau_95ci": bootstrap_tau(test_flags, alone_flags, args.seed),
             "spearman_rho": spearman_rho(on_test, alone_acc),
@@ -264,19 +313,26 @@ def run(args: argparse.Namespace) -> dict:
             "inherited_test_accuracy": on_test,
             "inherited_val_accuracy": on_val,
         }
+    ceiling = None
+    if len(seeds) >= 2:
+        ceiling = kendall_tau_b(per_seed[seeds[0]], per_seed[seeds[1]])
     return {
         "experiment": "rank_correlation",
         "command": "python experiments/rank_correlation.py " + " ".join(sys.argv[1:]),
         "space": str(SPACE_FILE.relative_to(ROOT)),
+        "space_digest": digest(space),
         "archs": archs,
-        "standalone_epochs": epochs,
-        "supernet_epochs": supernet_epochs,
+        "standalone_epochs": space.run.retrain.epochs,
+        "standalone_seeds": seeds,
+        "supernet_epochs": space.run.supernet.epochs,
         "bn_batches": space.run.search.bn_batches,
         "seed": args.seed,
         "test_images": len(alone_flags[0]),
         "standalone_test_accuracy": alone_acc,
-        "standalone_train_seconds": [standalone[a]["seconds"] for a in archs],
-        "samplers": samplers,
+        "standalone_test_accuracy_per_seed": {str(k): v for k, v in per_seed.items()},
+        "standalone_seed_to_seed_kendall_tau": ceiling,
+        "standalone_train_seconds": [standalone[key]["seconds"] for key in standalone],
+        "supernets": found,
         "wall_seconds": elapsed,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
@@ -284,19 +340,27 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(result: dict) -> str:
     rows = [
-        "| supernet | Kendall tau (test) | 95% CI | Spearman rho (test) | Kendall tau (val) "
-        "| supernet training | published tau |",
-        "|---|---|---|---|---|---|---|",
+        "| supernet | epochs | Kendall tau (test) | 95% CI | Spearman rho (test) "
+        "| Kendall tau (val) | supernet training | published tau |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for sampling, found in result["samplers"].items():
+    for name, found in result["supernets"].items():
         low, high = found["kendall_tau_95ci"]
+        published = found["published_kendall_tau"]
         rows.append(
-            f"| {sampling} | {found['kendall_tau']:.3f} | [{low:.2f}, {high:.2f}] "
+            f"| {name} | {found['epochs']} | {found['kendall_tau']:.3f} | [{low:.2f}, {high:.2f}] "
             f"| {found['spearman_rho']:.3f} | {found['kendall_tau_val']:.3f} "
-            f"| {found['supernet_train_seconds']:.0f} s "
-            f"| {found['published_kendall_tau']} |"
+            f"| {found['supernet_train_seconds']:.0f} s | {published if published else '-'} |"
         )
     accuracies = result["standalone_test_accuracy"]
+    seeds = len(result["standalone_seeds"])
+    ceiling = result["standalone_seed_to_seed_kendall_tau"]
+    noise = (
+        f" Two stand-alone trainings of the same architectures (seeds differ) agree with Kendall "
+        f"tau {ceiling:.3f}: the noise ceiling of this measurement."
+        if ceiling is not None
+        else ""
+    )
     return "\n".join(
         [
             "# Rank correlation: supernet vs stand-alone accuracy",
@@ -304,13 +368,15 @@ def markdown(result: dict) -> str:
             f"`{result['command'].strip()}`",
             "",
             f"{len(result['archs'])} architectures of `{result['space']}` sampled uniformly, each "
-            f"trained stand-alone for {result['standalone_epochs']} epochs; supernets trained "
-            f"{result['supernet_epochs']} epochs; inherited weights scored after BatchNorm "
-            f"recalibration on {result['bn_batches']} batches. Stand-alone test accuracy ranges "
+            f"trained stand-alone for {result['standalone_epochs']} epochs with {seeds} seed(s) "
+            f"(accuracy averaged); inherited weights scored after BatchNorm recalibration on "
+            f"{result['bn_batches']} batches. Stand-alone test accuracy ranges "
             f"{100 * min(accuracies):.1f}-{100 * max(accuracies):.1f}% over "
             f"{result['test_images']} test images. 'test': inherited accuracy on the test split "
             "(95% interval: bootstrap over test images); 'val': on the validation split, what "
-            "the search ranks by. Published: 13 ImageNet models (FairNAS paper).",
+            "the search ranks by. uniform-same-compute: uniform sampling trained on as many "
+            "paths as fair (which trains one path per op candidate per step). Published: 13 "
+            f"ImageNet models (FairNAS paper).{noise}",
             "",
             *rows,
             "",
@@ -322,17 +388,18 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", type=int, default=20, help="architectures to sample")
+    parser.add_argument("--archs", type=int, default=30, help="architectures to sample")
     parser.add_argument("--epochs", type=int, help="stand-alone epochs (default: the space's)")
     parser.add_argument("--supernet-epochs", type=int, help="default: the space's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="stand-alone seeds per arch")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--out", default=str(RESULTS / "rank_correlation"), help="path stem")
     parser.add_argument("--quick", action="store_true", help="6 archs, 2 epochs each")
     args = parser.parse_args()
     if args.quick:
-        args.archs, args.epochs, args.supernet_epochs = 6, 2, 1
+        args.archs, args.epochs, args.supernet_epochs, args.repeats = 6, 2, 1, 2
         args.out += "_quick"
     result = run(args)
     out = Path(args.out)

@@ -35,7 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from rank_correlation import CACHE, RESULTS, context_of, load_space, train_supernet  # noqa: E402
+from rank_correlation import (  # noqa: E402
+    CACHE,
+    RESULTS,
+    context_of,
+    digest,
+    load_space,
+    train_supernet,
+)
 
 from invnas.report.hypervolume import hypervolume  # noqa: E402
 
@@ -46,13 +53,13 @@ EVAL_CACHE = RESULTS / "cache" / "search_efficiency"
 class Evaluator:
     """Inherited-weight validation accuracy and MACs of quickstart architectures, memoized."""
 
-    def __init__(self, weights: Path, memo_file: Path) -> None:
+    def __init__(self, space, weights: Path, memo_file: Path) -> None:
         import torch
 
         from invnas.nn import Supernet
 
         torch.set_num_threads(1)
-        self.space = load_space()
+        self.space = space
         self.context = context_of(self.space)
         self.splits = self.context.splits()
         self.supernet = Supernet(self.space)
@@ -83,7 +90,7 @@ class Evaluator:
         return accuracy, int(macs)
 
 
-def one_search(sampler_name: str, seed: int, budget: int, weights: Path, cache: Path) -> dict:
+def one_search(space, sampler_name: str, seed: int, budget: int, weights: Path, cache: Path):
     """One Optuna study of ``budget`` trials with sampler ``sampler_name`` (worker)."""
     import optuna
 
@@ -91,8 +98,8 @@ def one_search(sampler_name: str, seed: int, budget: int, weights: Path, cache: 
     from invnas.search.suggest import suggest_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    evaluator = Evaluator(weights, cache / f"evaluations-{sampler_name}-{seed}.json")
-    space = evaluator.space
+    cache = cache / digest(space)  # evaluations of this space and supernet only
+    evaluator = Evaluator(space, weights, cache / f"evaluations-{sampler_name}-{seed}.json")
     suggest = functools.partial(
         suggest_arch, space=space, categorical=uses_categorical(sampler_name)
     )
@@ -125,16 +132,16 @@ def volume_curve(trials: list[dict], macs_max: int) -> list[float]:
 def run(args: argparse.Namespace) -> dict:
     from invnas.space.cost import bounds
 
-    space = load_space()
+    space = load_space(supernet_epochs=args.supernet_epochs)
+    supernet_epochs = space.run.supernet.epochs
     macs_max = bounds(space).macs_max
     started = time.perf_counter()
-    supernet_epochs = args.supernet_epochs or space.run.supernet.epochs
-    weights = train_supernet("uniform", supernet_epochs, Path(args.supernet_cache))
+    weights = train_supernet(space, "uniform", Path(args.supernet_cache))
     cache = Path(args.cache)
     jobs = [(s, seed) for seed in range(args.seeds) for s in SAMPLERS]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(one_search, s, seed, args.trials, weights, cache) for s, seed in jobs
+            pool.submit(one_search, space, s, seed, args.trials, weights, cache) for s, seed in jobs
         ]
         searches = [f.result() for f in futures]
     elapsed = time.perf_counter() - started

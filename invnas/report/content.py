@@ -57,7 +57,9 @@ def build_report(run_path: str | Path, results: dict, stage_names: list[str] | N
         ],
         "best": results.get("best"),
         "retrained": retrained,
-        "rank_correlation": rank_correlation(retrained),
+        "rank_correlation": rank_correlation(
+            retrained, results.get("phases", {}).get("retrain", {}).get("mode")
+        ),
         "op_frequency": op_frequency([t["arch"] for t in front], stage_names),
         "progress": progress(feasible, objectives),
         "failures": results.get("failures", []),
@@ -118,10 +120,11 @@ def _coefficients(x: list[float], y: list[float]) -> dict[str, float | None]:
     return {"kendall_tau": finite(kendall_tau_b(x, y)), "spearman_rho": finite(spearman_rho(x, y))}
 
 
-def rank_correlation(retrained: list[dict]) -> dict:
+def rank_correlation(retrained: list[dict], mode: str | None = "scratch") -> dict:
     """Kendall tau-b and Spearman rho between the supernet's accuracy of the retrained
     architectures and their stand-alone test (and validation) accuracy; the coefficients are
-    None below :data:`MIN_RETRAINED_FOR_CORRELATION` retrained architectures."""
+    None below :data:`MIN_RETRAINED_FOR_CORRELATION` retrained architectures. ``mode`` is how
+    they were retrained (``scratch`` or ``finetune``)."""
     scored = [
         r["metrics"]
         for r in retrained
@@ -132,6 +135,7 @@ def rank_correlation(retrained: list[dict]) -> dict:
     found: dict[str, Any] = {
         "n": len(scored),
         "min_n": MIN_RETRAINED_FOR_CORRELATION,
+        "retrain_mode": mode,
         "test": None,
         "val": None,
         "published_kendall_tau": PUBLISHED_TAU,

@@ -135,7 +135,13 @@ def correlation_part(report: dict) -> RenderableType:
         "Supernet accuracy (inherited weights, validation split) against stand-alone accuracy. "
         f"Published Kendall tau over 13 ImageNet models (FairNAS): {published}. The retrained "
         "architectures are the search's best, a narrow range, where tau is typically lower "
-        "than over random architectures.",
+        "than over random architectures."
+        + (
+            " They were fine-tuned from the supernet's weights, so the two accuracies are not "
+            "independent; retrain.mode: scratch measures the ranking without that bias."
+            if found.get("retrain_mode") == "finetune"
+            else ""
+        ),
         style="dim",
     )
     return Group(table, note)

@@ -197,3 +197,27 @@ def test_without_matplotlib_tables_print_and_the_hint_appears(finished_run, as_j
         assert "Pareto front" in done.stdout and "Kendall tau-b" in done.stdout
         assert hint in done.stdout
     assert not any((finished_run / name).exists() for name in PICTURES)
+
+
+def test_single_objective_run_has_no_hypervolume_but_all_pictures(tmp_path, results, capsys):
+    results["objectives"] = [{"metric": "accuracy", "mode": "max"}]
+    results["pareto"] = ["t02"]
+    run = write_run(tmp_path / "single", results)
+    report = report_json(run, capsys)
+    assert report["progress"]["hypervolume_reference"] is None
+    assert all(r["hypervolume"] is None for r in report["progress"]["trials"])
+    assert [row["trial_id"] for row in report["pareto"]] == ["t02"]
+    assert report["op_frequency"] == {
+        "first": {"conv3g1": 1},
+        "second": {"conv3g1": 1, "inv3c4r2": 1},
+    }
+    for name in PICTURES:
+        assert (run / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_finetuned_retraining_is_flagged_beside_the_correlation(tmp_path, results, capsys):
+    results["phases"]["retrain"]["mode"] = "finetune"
+    run = write_run(tmp_path / "finetuned", results)
+    assert report_json(run, capsys, "--no-plots")["rank_correlation"]["retrain_mode"] == "finetune"
+    assert main(["report", str(run), "--no-plots"]) == 0
+    assert "fine-tuned from the supernet's weights" in capsys.readouterr().out

@@ -55,17 +55,22 @@ def objectives_of(search: SearchConfig) -> list[Objective]:
     return found
 
 
-def constraint_violations(search: SearchConfig, metrics: Mapping[str, float]) -> list[float]:
-    """One value per constraint of ``search``: > 0 means violated by that much (Optuna's
-    convention), <= 0 satisfied. Empty when ``search`` has no constraints."""
+def constraint_violations(search: SearchConfig, metrics: Mapping[str, float]) -> dict[str, float]:
+    """One value per constraint of ``search``, keyed by its setting (``max_params``, ...):
+    > 0 means violated by that much (Optuna's convention), <= 0 satisfied. Empty when
+    ``search`` has no constraints."""
     limits = (
-        ("params", search.max_params),
-        ("macs", search.max_macs),
-        ("latency_ms", search.max_latency_ms),
+        ("max_params", "params", search.max_params),
+        ("max_macs", "macs", search.max_macs),
+        ("max_latency_ms", "latency_ms", search.max_latency_ms),
     )
-    return [float(metrics[m]) - float(limit) for m, limit in limits if limit is not None]
+    return {
+        key: float(metrics[metric]) - float(limit)
+        for key, metric, limit in limits
+        if limit is not None
+    }
 
 
 def is_feasible(search: SearchConfig, metrics: Mapping[str, float]) -> bool:
     """True when ``metrics`` respect every constraint of ``search``."""
-    return all(v <= 0 for v in constraint_violations(search, metrics))
+    return all(v <= 0 for v in constraint_violations(search, metrics).values())

@@ -2,26 +2,27 @@
 
 Example::
 
-    sampler = make_sampler("nsga2", n_objectives=2, trials=32, seed=0, constrained=True)
+    sampler = make_sampler("nsga2", n_objectives=2, trials=32, seed=0)
+
+Constraints reach the samplers that support them (tpe, nsga2, nsga3, gp) through
+``Trial.set_constraint``, which the search's searcher calls before telling a result.
 """
 
 from __future__ import annotations
 
 import optuna
-from optuna.trial import FrozenTrial
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "qmc", "cmaes")
 # Samplers that model categorical parameters; the others get an op's index as an integer.
 CATEGORICAL_SAMPLERS = frozenset({"tpe", "nsga2", "nsga3", "gp", "random"})
-CONSTRAINTS_ATTR = "constraints"
 
 
-def trial_constraints(trial: FrozenTrial) -> list[float]:
-    """Constraint values stored on a finished trial (> 0 violated); Optuna's constraints_func.
+CONSTRAINED_SAMPLERS = frozenset({"tpe", "nsga2", "nsga3", "gp"})
 
-    Module-level so that the sampler, and with it the searcher, pickles.
-    """
-    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, []))
+
+def uses_constraints(name: str) -> bool:
+    """True when sampler ``name`` takes constraints into account."""
+    return name in CONSTRAINED_SAMPLERS
 
 
 def uses_categorical(name: str) -> bool:
@@ -30,35 +31,26 @@ def uses_categorical(name: str) -> bool:
 
 
 def make_sampler(
-    name: str, *, n_objectives: int, trials: int, seed: int, constrained: bool = False
+    name: str, *, n_objectives: int, trials: int, seed: int
 ) -> optuna.samplers.BaseSampler:
     """The seeded Optuna sampler called ``name`` (one of :data:`SAMPLERS`).
 
     Start-up (random) phases and population sizes shrink with the budget, so that a search of
-    a few dozen trials still spends most of them on the sampler's model. With ``constrained``
-    the samplers that support constraints read them from :func:`trial_constraints`.
-    ValueError for an unknown name and for cmaes with several objectives.
+    a few dozen trials still spends most of them on the sampler's model. ValueError for an
+    unknown name and for cmaes with several objectives.
     """
-    constraints = trial_constraints if constrained else None
     startup = max(4, min(10, trials // 3))
     population = max(4, min(50, trials // 4))
     if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=startup, constraints_func=constraints
-        )
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(
-            seed=seed, population_size=population, constraints_func=constraints
-        )
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(
-            seed=seed, population_size=population, constraints_func=constraints
-        )
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
     if name == "gp":
         return optuna.samplers.GPSampler(
             seed=seed,
             n_startup_trials=startup,
-            constraints_func=constraints,
             warn_independent_sampling=False,
         )
     if name == "random":

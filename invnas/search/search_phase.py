@@ -11,6 +11,7 @@ import math
 import shutil
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -27,7 +28,7 @@ from invnas.search.experiment import (
 from invnas.search.objectives import is_feasible, objectives_of
 from invnas.search.progress import TuneProgress
 from invnas.search.rundir import RunDir
-from invnas.search.samplers import make_sampler, uses_categorical
+from invnas.search.samplers import make_sampler, uses_categorical, uses_constraints
 from invnas.search.searcher import ArchSearcher
 from invnas.search.suggest import ARCH_KEY, suggest_arch
 
@@ -71,6 +72,7 @@ def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) ->
             "macs": counted.macs,
             "latency_ms": latency,
             ARCH_KEY: arch.encode(),
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
     )
 
@@ -96,15 +98,11 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
 
     settings = context.space.run.search
     objectives = objectives_of(settings)
-    constrained = any(
-        v is not None for v in (settings.max_params, settings.max_macs, settings.max_latency_ms)
-    )
     sampler = make_sampler(
         settings.sampler,
         n_objectives=len(objectives),
         trials=trials,
         seed=context.seed,
-        constrained=constrained,
     )
     return ArchSearcher(
         space=functools.partial(
@@ -119,6 +117,7 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
         target=trials,
         batch_size=settings.max_concurrent,
         max_failures=settings.max_failures,
+        tell_constraints=uses_constraints(settings.sampler),
     )
 
 

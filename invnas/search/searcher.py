@@ -21,7 +21,6 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from invnas.search.objectives import constraint_violations
-from invnas.search.samplers import CONSTRAINTS_ATTR
 from invnas.space.spec import SearchConfig
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,8 @@ TUNE_TRIAL_ATTR = "tune_trial_id"
 
 class ArchSearcher(OptunaSearch):
     """:class:`OptunaSearch` with batched suggestions, a completed-trial budget and
-    constraints (see the module docstring). Extra keyword arguments go to OptunaSearch."""
+    constraints, told to Optuna when ``tell_constraints`` (see the module docstring). Extra
+    keyword arguments go to OptunaSearch."""
 
     def __init__(
         self,
@@ -40,10 +40,12 @@ class ArchSearcher(OptunaSearch):
         target: int,
         batch_size: int,
         max_failures: int,
+        tell_constraints: bool = True,
         **optuna_search_kwargs,
     ) -> None:
         super().__init__(**optuna_search_kwargs)
         self._search_config = search
+        self._tell_constraints = tell_constraints
         self._target = target
         self._batch_size = max(1, batch_size)
         self._max_failures = max_failures
@@ -94,9 +96,9 @@ class ArchSearcher(OptunaSearch):
             super().on_trial_complete(trial_id, None, error=True)
             return
         self._completed_count += 1
-        violations = constraint_violations(self._search_config, result)
-        if violations:
-            self._ot_trials[trial_id].set_user_attr(CONSTRAINTS_ATTR, violations)
+        if self._tell_constraints:
+            for name, violation in constraint_violations(self._search_config, result).items():
+                self._ot_trials[trial_id].set_constraint(name, violation)
         super().on_trial_complete(trial_id, result, error=False)
 
     def restore(self, checkpoint_path: str) -> None:

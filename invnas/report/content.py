@@ -12,6 +12,7 @@ from typing import Any
 
 from invnas.report.correlation import kendall_tau_b, spearman_rho
 from invnas.report.hypervolume import hypervolume, normalized_points
+from invnas.space.arch import Arch
 
 MIN_RETRAINED_FOR_CORRELATION = 5
 COST_REFERENCE = 1.1  # hypervolume reference of a cost, in units of its largest value in the run
@@ -78,19 +79,15 @@ def stage_label(index: int, stage_names: list[str] | None) -> str:
 
 def parse_arch(arch: str, stage_names: list[str] | None) -> list[dict]:
     """``d2w64:conv3g1,inv7c16r4|...`` as ``[{"stage", "depth", "width", "ops"}, ...]``."""
-    stages = []
-    for index, part in enumerate(arch.split("|")):
-        head, _, ops = part.partition(":")
-        depth, _, width = head.removeprefix("d").partition("w")
-        stages.append(
-            {
-                "stage": stage_label(index, stage_names),
-                "depth": int(depth),
-                "width": int(width),
-                "ops": ops.split(","),
-            }
-        )
-    return stages
+    return [
+        {
+            "stage": stage_label(index, stage_names),
+            "depth": stage.depth,
+            "width": stage.width,
+            "ops": [op.code for op in stage.ops],
+        }
+        for index, stage in enumerate(Arch.decode(arch).stages)
+    ]
 
 
 def _front_row(trial: dict, stage_names: list[str] | None, retrained: dict | None) -> dict:

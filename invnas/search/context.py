@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,26 @@ def _cached_splits(
     from invnas.data import load_splits
 
     return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
+
+
+def portable_errors(trainable):
+    """Decorate a Tune trainable so that its exceptions reach the driver: Ray pickles a trial's
+    exception, and one that does not unpickle (e.g. with extra required constructor
+    arguments) would arrive as an unrelated TypeError. Such an error is re-raised as a
+    RuntimeError carrying the original type and message."""
+
+    @functools.wraps(trainable)
+    def run(*args, **kwargs):
+        try:
+            return trainable(*args, **kwargs)
+        except Exception as error:
+            try:
+                pickle.loads(pickle.dumps(error))
+            except Exception:
+                raise RuntimeError(f"{type(error).__name__}: {error}") from None
+            raise
+
+    return run
 
 
 def derive_seed(seed: int, *parts: object) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, derive_seed
+from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted_entry,
@@ -46,6 +46,7 @@ def _initial_model(context: TrialContext, arch, supernet_weights: str | None, sp
     return model
 
 
+@portable_errors
 def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | None) -> None:
     """Tune trainable: train ``config["candidate"]["arch"]`` for ``retrain.epochs`` epochs
     (resuming from the trial's last checkpoint), reporting validation accuracy every epoch and

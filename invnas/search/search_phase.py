@@ -15,7 +15,7 @@ import ray
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, derive_seed
+from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted_entry,
@@ -38,6 +38,7 @@ STUDY_NAME = "search"
 LATENCY_REPEATS = 20
 
 
+@portable_errors
 def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) -> None:
     """Tune trainable: score the architecture ``config["arch"]`` with inherited weights."""
     from invnas.nn.bn import recalibrate_bn

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, derive_seed
+from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted_entry,
@@ -46,6 +46,7 @@ def _monitor_accuracy(supernet, context: TrialContext, splits, device) -> float:
     return total / MONITOR_ARCHS
 
 
+@portable_errors
 def train_supernet(config: dict, context: TrialContext) -> None:
     """Tune trainable: train the supernet for ``supernet.epochs`` epochs, resuming from the
     trial's last checkpoint; each epoch reports loss/accuracy and checkpoints

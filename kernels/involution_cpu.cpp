@@ -21,6 +21,7 @@
 #include <torch/csrc/utils/pybind.h>  // lighter than torch/extension.h: a faster first build
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -44,6 +45,26 @@ struct Geometry {
     const int64_t y = i * sh - ph + u * dh;
     return y >= 0 && y < H ? y : -1;
   }
+};
+
+// Items handed out in chunks to whichever thread asks next: a thread that the OS delays (other
+// processes on the cores) just takes fewer chunks instead of holding everyone at the barrier.
+class WorkQueue {
+ public:
+  WorkQueue(int64_t items, int64_t chunk) : items_(items), chunk_(chunk) {}
+  // Moves item to the caller's next item, taking a new chunk when [item, end) runs out; start
+  // with item = end = 0. False when every item has been handed out.
+  bool next(int64_t& item, int64_t& end) {
+    if (++item < end) return true;
+    item = next_.fetch_add(chunk_, std::memory_order_relaxed);
+    end = std::min(item + chunk_, items_);
+    return item < items_;
+  }
+  int64_t chunks() const { return (items_ + chunk_ - 1) / chunk_; }
+
+ private:
+  std::atomic<int64_t> next_{0};
+  const int64_t items_, chunk_;
 };
 
 // Calls blk.template run<JB>(j0) on blocks covering [0, n); JB is the largest of 16, 8, 4, 1 that
@@ -117,12 +138,12 @@ struct ForwardBlock {
 };
 
 template <typename T, bool UNIT>
-INVNAS_INLINE void forward_items(const T* x, const T* w, T* out, const Geometry& g, int64_t begin,
-                                 int64_t end) {
+INVNAS_INLINE void forward_items(const T* x, const T* w, T* out, const Geometry& g,
+                                 WorkQueue& queue) {
   const int64_t cg = g.cg();
   PaddedRows<T> rows(g.kh, padded_input_len(g), g.W, g.pw);
   std::vector<int64_t> us(g.kh);
-  for (int64_t item = begin; item < end; ++item) {
+  for (int64_t item = 0, last = 0; queue.next(item, last);) {
     const int64_t i = item % g.HO, bg = item / g.HO, b = bg / g.G, grp = bg % g.G;
     int64_t nu = 0;
     for (int64_t u = 0; u < g.kh; ++u)
@@ -165,10 +186,10 @@ struct WeightGradBlock {
 
 template <typename T, bool UNIT>
 INVNAS_INLINE void weight_grad_items(const T* x, const T* gout, T* gw, const Geometry& g,
-                                     int64_t begin, int64_t end) {
+                                     WorkQueue& queue) {
   const int64_t cg = g.cg();
   PaddedRows<T> rows(cg * g.kh, padded_input_len(g), g.W, g.pw);
-  for (int64_t item = begin; item < end; ++item) {
+  for (int64_t item = 0, last = 0; queue.next(item, last);) {
     const int64_t i = item % g.HO, bg = item / g.HO, b = bg / g.G, grp = bg % g.G;
     const int64_t plane0 = b * g.C + grp * cg;
     for (int64_t u = 0; u < g.kh; ++u) {
@@ -224,14 +245,14 @@ struct InputGradBlock {
 
 template <typename T>
 INVNAS_INLINE void input_grad_gather_items(const T* w, const T* gout, T* gx, const Geometry& g,
-                                           int64_t begin, int64_t end) {
+                                           WorkQueue& queue) {
   const int64_t cg = g.cg();
   const int64_t front = std::max<int64_t>(0, (g.kw - 1) * g.dw - g.pw);
   const int64_t len = std::max(g.W + g.pw, g.WO) + front;
   PaddedRows<T> wrows(g.kh * g.kw, len, g.WO, front);
   PaddedRows<T> gorows(cg * g.kh, len, g.WO, front);
   std::vector<int64_t> us(g.kh), is(g.kh);
-  for (int64_t item = begin; item < end; ++item) {
+  for (int64_t item = 0, last = 0; queue.next(item, last);) {
     const int64_t y = item % g.H, bg = item / g.H, b = bg / g.G, grp = bg % g.G;
     int64_t nu = 0;
     for (int64_t u = 0; u < g.kh; ++u) {
@@ -258,7 +279,7 @@ INVNAS_INLINE void input_grad_gather_items(const T* w, const T* gout, T* gx, con
 // input grad, stride > 1 in W: each item scatters into the input row it owns.
 template <typename T>
 INVNAS_INLINE void input_grad_scatter_items(const T* w, const T* gout, T* gx, const Geometry& g,
-                                            int64_t begin, int64_t end) {
+                                            WorkQueue& queue) {
   const int64_t cg = g.cg();
   std::vector<int64_t> lo(g.kw), hi(g.kw);
   for (int64_t v = 0; v < g.kw; ++v) {  // output columns whose tap v reads inside [0, W)
@@ -268,7 +289,7 @@ INVNAS_INLINE void input_grad_scatter_items(const T* w, const T* gout, T* gx, co
     lo[v] = std::min(l, g.WO);
     hi[v] = std::max(lo[v], std::min(h, g.WO));
   }
-  for (int64_t item = begin; item < end; ++item) {
+  for (int64_t item = 0, last = 0; queue.next(item, last);) {
     const int64_t y = item % g.H, bg = item / g.H, b = bg / g.G, grp = bg % g.G;
     for (int64_t c = grp * cg; c < (grp + 1) * cg; ++c) {
       const int64_t plane = b * g.C + c;
@@ -293,39 +314,38 @@ INVNAS_INLINE void input_grad_scatter_items(const T* w, const T* gout, T* gx, co
 // Non-template entry points, so that target_clones can make one copy per instruction set.
 
 template <typename T>
-INVNAS_INLINE void forward_any(const T* x, const T* w, T* out, const Geometry& g, int64_t begin,
-                               int64_t end) {
+INVNAS_INLINE void forward_any(const T* x, const T* w, T* out, const Geometry& g,
+                               WorkQueue& queue) {
   if (g.sw == 1) {
-    forward_items<T, true>(x, w, out, g, begin, end);
+    forward_items<T, true>(x, w, out, g, queue);
   } else {
-    forward_items<T, false>(x, w, out, g, begin, end);
+    forward_items<T, false>(x, w, out, g, queue);
   }
 }
 
 template <typename T>
 INVNAS_INLINE void weight_grad_any(const T* x, const T* gout, T* gw, const Geometry& g,
-                                   int64_t begin, int64_t end) {
+                                   WorkQueue& queue) {
   if (g.sw == 1) {
-    weight_grad_items<T, true>(x, gout, gw, g, begin, end);
+    weight_grad_items<T, true>(x, gout, gw, g, queue);
   } else {
-    weight_grad_items<T, false>(x, gout, gw, g, begin, end);
+    weight_grad_items<T, false>(x, gout, gw, g, queue);
   }
 }
 
 template <typename T>
 INVNAS_INLINE void input_grad_any(const T* w, const T* gout, T* gx, const Geometry& g,
-                                  int64_t begin, int64_t end) {
+                                  WorkQueue& queue) {
   if (g.sw == 1) {
-    input_grad_gather_items<T>(w, gout, gx, g, begin, end);
+    input_grad_gather_items<T>(w, gout, gx, g, queue);
   } else {
-    input_grad_scatter_items<T>(w, gout, gx, g, begin, end);
+    input_grad_scatter_items<T>(w, gout, gx, g, queue);
   }
 }
 
 #define INVNAS_ENTRY(NAME, T, IMPL)                                                            \
-  INVNAS_CLONES void NAME(const T* a, const T* b, T* out, const Geometry& g, int64_t begin,   \
-                          int64_t end) {                                                       \
-    IMPL<T>(a, b, out, g, begin, end);                                                         \
+  INVNAS_CLONES void NAME(const T* a, const T* b, T* out, const Geometry& g, WorkQueue& queue) { \
+    IMPL<T>(a, b, out, g, queue);                                                              \
   }
 #define INVNAS_ENTRIES(T, SUFFIX)                                                              \
   INVNAS_ENTRY(forward_##SUFFIX, T, forward_any)                                               \
@@ -336,7 +356,7 @@ INVNAS_ENTRIES(float, f32)
 INVNAS_ENTRIES(double, f64)
 
 template <typename T>
-using Kernel = void (*)(const T*, const T*, T*, const Geometry&, int64_t, int64_t);
+using Kernel = void (*)(const T*, const T*, T*, const Geometry&, WorkQueue&);
 
 struct KernelPair {
   Kernel<float> f32;
@@ -367,18 +387,23 @@ void check_grad_out(const at::Tensor& grad_out, const Geometry& g, const at::Ten
               "involution_cpu: grad_out must be a contiguous (B, C, HO, WO) tensor");
 }
 
-// Runs kernel over items [0, n); each task gets at least ~32k multiply-adds.
+// Runs kernel over items [0, items) on torch's intra-op threads; a chunk is at least ~32k
+// multiply-adds, and small problems stay on the calling thread.
 void launch(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, const Geometry& g,
             int64_t items, int64_t work_per_item, KernelPair kernel) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item));
+  WorkQueue queue(items, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item)));
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), queue.chunks());
+  auto run = [&](auto fn, auto* pa, auto* pb, auto* po) {
+    if (workers <= 1) {
+      fn(pa, pb, po, g, queue);
+    } else {
+      at::parallel_for(0, workers, 1, [&](int64_t, int64_t) { fn(pa, pb, po, g, queue); });
+    }
+  };
   if (out.scalar_type() == at::kFloat) {
-    const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>();
-    float* po = out.data_ptr<float>();
-    at::parallel_for(0, items, grain, [&](int64_t s, int64_t e) { kernel.f32(pa, pb, po, g, s, e); });
+    run(kernel.f32, a.data_ptr<float>(), b.data_ptr<float>(), out.data_ptr<float>());
   } else if (out.scalar_type() == at::kDouble) {
-    const double *pa = a.data_ptr<double>(), *pb = b.data_ptr<double>();
-    double* po = out.data_ptr<double>();
-    at::parallel_for(0, items, grain, [&](int64_t s, int64_t e) { kernel.f64(pa, pb, po, g, s, e); });
+    run(kernel.f64, a.data_ptr<double>(), b.data_ptr<double>(), out.data_ptr<double>());
   } else {
     TORCH_CHECK(false, "involution_cpu: float32 or float64 only, got ", out.scalar_type());
   }

@@ -198,3 +198,16 @@ def test_build_failure_falls_back_to_torch(
     assert len(warnings) == 1 and "pure-PyTorch" in warnings[0].getMessage()
     assert "cpu" not in functional.available_backends()
     torch.testing.assert_close(out, involution(x, weight, 3, padding=1, backend="reference"))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_threaded_shape_matches_reference(backend: str, stride: int) -> None:
+    """Big enough for the native kernels to split the work across threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        case = Case(2, 32, 2, (33, 34), (7, 7), (stride, stride), (3, 3), (1, 1), "channels_last")
+        x, weight = _make(case)
+        _assert_matches(_run(x, weight, case, backend), _run(x, weight, case, "reference"))
+    finally:
+        torch.set_num_threads(threads)

@@ -89,21 +89,6 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def _use_auth_token_if_any() -> None:
-    """Send this machine's Ray token when joining a cluster. ``ray start --head`` turns token
-    authentication on by default, but a driver only presents the token in ``token`` mode; a
-    cluster without authentication accepts such a driver too."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    has_token = (
-        "RAY_AUTH_TOKEN" in os.environ
-        or "RAY_AUTH_TOKEN_PATH" in os.environ
-        or (Path.home() / ".ray" / "auth_token").is_file()
-    )
-    if has_token:
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-
 @contextlib.contextmanager
 def ray_session(
     address: str | None,
@@ -134,14 +119,14 @@ def ray_session(
             options["_temp_dir"] = temp_dir
     else:
         _check_reachable(address)
-        _use_auth_token_if_any()
         options["address"] = address
     try:
         ray.init(**options)
     except ConnectionError as error:
         raise ValueError(
             f"--address: {address!r}: cannot join the Ray cluster ({error}); if it uses token "
-            "authentication, give its token in RAY_AUTH_TOKEN or ~/.ray/auth_token"
+            "authentication (ray start's default), set RAY_AUTH_MODE=token and give its token "
+            "in ~/.ray/auth_token or RAY_AUTH_TOKEN"
         ) from None
     try:
         yield

@@ -1,0 +1,39 @@
+"""``invnas search --address HOST:PORT`` joins a separately started two-node Ray cluster (one
+CPU per node) and really spreads the trials over both nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .conftest import write_space
+
+
+@pytest.mark.slow
+def test_search_on_a_two_node_cluster(two_node_cluster, tmp_path):
+    space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2})
+    storage = tmp_path / "shared"
+    # ray start turns token authentication on; a driver given an address presents the token
+    # (~/.ray/auth_token) only when asked to
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    command = ["invnas", "search", str(space), "--name", "c", "--storage", str(storage)]
+    finished = subprocess.run(
+        [*command, "--address", two_node_cluster],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    run = storage / "c"
+    results = json.loads((run / "results.json").read_text())
+    assert [e["status"] for e in results["phases"].values()] == ["completed"] * 3
+    assert results["phases"]["search"]["trials_completed"] == 4
+    assert json.loads((run / "run.json").read_text())["address"] == two_node_cluster
+    nodes = set()
+    for result_file in run.glob("search/trial_*/result.json"):
+        nodes.update(json.loads(line)["node_id"] for line in result_file.read_text().splitlines())
+    assert len(nodes) == 2  # two trials at a time need both one-CPU nodes

@@ -1,0 +1,77 @@
+"""``kill -9`` of the real ``invnas search`` driver during the search phase, then
+``invnas resume``: the run finishes with exactly the trials asked for, none twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import load_study
+from optuna.trial import TrialState
+
+from .conftest import _pids_using, _stop, short_tempdir, write_space
+
+TRIALS = 10
+
+
+def completed_search_trials(run: Path) -> int:
+    return sum(1 for f in run.glob("search/trial_*/result.json") if f.stat().st_size > 0)
+
+
+@pytest.fixture()
+def ray_tmpdir():
+    """A private RAY_TMPDIR for the subprocesses, so that teardown stops only their Ray."""
+    temp = short_tempdir("rk")
+    yield temp
+    _stop(_pids_using(str(temp)))
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, ray_tmpdir):
+    space = write_space(tmp_path, search={"trials": TRIALS, "max_concurrent": 2})
+    run = tmp_path / "runs" / "k"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
+    command = ["invnas", "search", str(space), "--name", "k", "--storage", str(run.parent)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while completed_search_trials(run) < 1:
+            assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the search phase reported no trial in time"
+            time.sleep(0.05)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    interrupted = json.loads((run / "results.json").read_text())
+    assert interrupted["phases"]["search"]["status"] == "running"
+
+    resumed = subprocess.run(
+        ["invnas", "resume", str(run)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    results = json.loads((run / "results.json").read_text())
+    assert [e["status"] for e in results["phases"].values()] == ["completed"] * 3
+    search = results["phases"]["search"]
+    assert search["trials_completed"] == TRIALS and search["trials_failed"] == 0
+    ids = [t["trial_id"] for t in results["trials"]]
+    assert len(ids) == TRIALS and len(set(ids)) == TRIALS
+    assert [t["number"] for t in results["trials"]] == list(range(TRIALS))
+    assert len(list((run / "search").glob("experiment_state-*.json"))) == 2  # restored, not redone
+    study = load_study(
+        study_name="search", storage=JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
+    )
+    told = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(ids)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    (retrained,) = results["retrained"]
+    assert retrained["status"] == "completed" and (run / retrained["weights"]).is_file()

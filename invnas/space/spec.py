@@ -188,7 +188,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    """Phase 1: weight-sharing supernet training."""
+    """Phase 1: weight-sharing supernet training.
+
+    ``epochs`` passes over the training split (cosine schedule, SGD with Nesterov momentum);
+    each batch trains the path(s) ``sampling`` picks: ``uniform`` one random architecture,
+    ``fair`` one per candidate op, every op once (gradients accumulated). A checkpoint is
+    written after every epoch; 0 epochs searches with the untrained supernet.
+    """
 
     epochs: int = field(default=10, metadata={"min": 0, "max": 10_000})
     sampling: Literal["uniform", "fair"] = "uniform"
@@ -199,7 +205,20 @@ class SupernetConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Phase 2: Optuna-driven search over the supernet."""
+    """Phase 2: Optuna-driven search over the supernet.
+
+    Each trial scores one architecture that ``sampler`` suggests: its subnet inherits the
+    supernet's weights, BatchNorm is recalibrated on ``bn_batches`` training batches, and the
+    trial reports validation accuracy, params, MACs and measured latency (batch 1). The search
+    ends when ``trials`` trials have *completed*; a failed trial is recorded and replaced,
+    until more than ``max_failures`` have failed (then the phase fails). Suggestions come in
+    batches of ``max_concurrent`` trials, run in parallel, and the next batch is asked for
+    once the whole batch has finished, so the same seed gives the same architectures.
+    ``objectives``: accuracy is maximised, params/macs/latency minimised; several give a Pareto
+    front. ``max_params`` / ``max_macs`` / ``max_latency_ms``: trials above them are
+    infeasible (told to the samplers that handle constraints: tpe, nsga2, nsga3, gp) and never
+    enter the front. ``cmaes`` handles a single objective only.
+    """
 
     sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "qmc", "cmaes"] = "tpe"
     trials: int = field(default=32, metadata=_positive(max=1_000_000))
@@ -214,7 +233,13 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Phase 3: retraining the winners and scoring them on the test split."""
+    """Phase 3: retraining the winners and scoring them on the test split.
+
+    The ``top_k`` best distinct architectures (the Pareto front first, best by the first
+    objective; then the next front) are trained for ``epochs`` epochs, ``scratch`` from a
+    fresh initialisation or ``finetune`` from their inherited supernet weights, then scored
+    on the held-out test split.
+    """
 
     top_k: int = field(default=3, metadata={"min": 0, "max": 1000})
     mode: Literal["scratch", "finetune"] = "scratch"
@@ -226,7 +251,14 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    """Where and on what the trials run."""
+    """Where and on what the trials run.
+
+    ``address``: None starts a local Ray; ``auto`` or ``HOST:PORT`` joins a running cluster.
+    ``storage``: the directory (or ``file://`` URI) holding run directories, default
+    ``./runs``; with a cluster it must be absolute and shared by every node. Each trial gets
+    ``cpus_per_trial`` CPUs (and as many torch threads) and ``gpus_per_trial`` GPUs
+    (fractions allowed; > 0 runs the trial on CUDA).
+    """
 
     address: str | None = None
     storage: str | None = None

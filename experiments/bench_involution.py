@@ -14,7 +14,7 @@ has loaded the method's libraries, it records ru_maxrss, runs ONE forward+backwa
 the growth of ru_maxrss: the peak resident memory that the operation added on top of its inputs
 (outputs, saved tensors, workspaces, gradients). Timing runs afterwards in the same process.
 
-    python experiments/bench_involution.py            # full run, ~2 min on 2 cores
+    python experiments/bench_involution.py            # full run, 2-5 min on 2 cores
     python experiments/bench_involution.py --quick    # smoke run, a few seconds per case
 """
 

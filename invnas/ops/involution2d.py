@@ -21,10 +21,11 @@ class Involution2d(nn.Module):
         channels: input and output channels C.
         kernel_size: odd int or (h, w) pair of odd ints.
         stride: int or (h, w) pair.
-        group_channels: channels sharing one kernel; G = channels // group_channels.
+        group_channels: channels sharing one kernel; G = channels // group_channels
+            (default 16, the RedNet convention, when ``groups`` is not given either).
         reduction: channel reduction ratio r of the kernel generator.
         dilation: int or (h, w) pair.
-        groups: the number of kernel groups G directly; overrides ``group_channels``.
+        groups: the number of kernel groups G directly, instead of ``group_channels``.
         backend: involution backend name, or None/"auto" to choose from the device (not saved
             in the state_dict).
 
@@ -38,7 +39,7 @@ class Involution2d(nn.Module):
         channels: int,
         kernel_size: IntOrPair = 7,
         stride: IntOrPair = 1,
-        group_channels: int = 16,
+        group_channels: int | None = None,
         reduction: int = 4,
         dilation: IntOrPair = 1,
         groups: int | None = None,
@@ -47,11 +48,17 @@ class Involution2d(nn.Module):
         super().__init__()
         _positive_int("channels", channels)
         _positive_int("reduction", reduction)
+        if groups is not None and group_channels is not None:
+            raise ValueError(
+                f"groups: give either groups ({groups}) or group_channels ({group_channels}), "
+                "not both"
+            )
         if groups is not None:
             _positive_int("groups", groups)
             if channels % groups:
                 raise ValueError(f"groups: expected a divisor of channels={channels}, got {groups}")
         else:
+            group_channels = 16 if group_channels is None else group_channels
             _positive_int("group_channels", group_channels)
             if channels % group_channels:
                 raise ValueError(

@@ -99,7 +99,9 @@ def test_groups_or_group_channels() -> None:
     assert by_width.groups == by_count.groups == 4
     shapes = {k: v.shape for k, v in by_width.state_dict().items()}
     assert shapes == {k: v.shape for k, v in by_count.state_dict().items()}
-    assert Involution2d(64, group_channels=7, groups=8).groups == 8  # groups= takes precedence
+    assert Involution2d(64).groups == 4  # 16 channels per group unless told otherwise
+    with pytest.raises(ValueError, match="not both"):
+        Involution2d(64, group_channels=16, groups=4)
 
 
 def test_hidden_width_is_at_least_one() -> None:

@@ -26,6 +26,11 @@ def _cached_splits(
     return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
 
 
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state_dict on the CPU, so that saved weights load on any machine."""
+    return {key: value.detach().cpu() for key, value in model.state_dict().items()}
+
+
 def portable_errors(trainable):
     """Decorate a Tune trainable so that its exceptions reach the driver: Ray pickles a trial's
     exception, and one that does not unpickle (e.g. with extra required constructor

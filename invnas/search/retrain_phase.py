@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, derive_seed, portable_errors
+from invnas.search.context import TrialContext, cpu_state_dict, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted_entry,
@@ -109,7 +109,7 @@ def _report(model, optimizer, scheduler, epoch: int, metrics: dict) -> None:
     from invnas.train import save_training_state
 
     with tempfile.TemporaryDirectory() as directory:
-        torch.save(model.state_dict(), Path(directory) / WEIGHTS_FILE)
+        torch.save(cpu_state_dict(model), Path(directory) / WEIGHTS_FILE)
         save_training_state(Path(directory) / STATE_FILE, model, optimizer, scheduler, epoch)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 

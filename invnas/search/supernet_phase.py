@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, derive_seed, portable_errors
+from invnas.search.context import TrialContext, cpu_state_dict, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted_entry,
@@ -104,7 +104,7 @@ def _report(supernet, optimizer, scheduler, epoch: int, metrics: dict) -> None:
     from invnas.train import save_training_state
 
     with tempfile.TemporaryDirectory() as directory:
-        torch.save(supernet.state_dict(), Path(directory) / WEIGHTS_FILE)
+        torch.save(cpu_state_dict(supernet), Path(directory) / WEIGHTS_FILE)
         save_training_state(Path(directory) / STATE_FILE, supernet, optimizer, scheduler, epoch)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "supernet.pt"
 STATE_FILE = "training.pt"
 MONITOR_ARCHS = 3  # fixed sample archs whose mean validation accuracy tracks training
+MONITOR_BATCHES = 20  # validation batches per monitored arch (all of a small split)
 
 
 def _monitor_accuracy(supernet, context: TrialContext, splits, device) -> float:
@@ -42,7 +43,8 @@ def _monitor_accuracy(supernet, context: TrialContext, splits, device) -> float:
         subnet = supernet.extract(arch)
         calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
         recalibrate_bn(subnet, calibration, bn_batches)
-        total += evaluate(subnet, context.eval_loader(splits.val)).accuracy
+        val = context.eval_loader(splits.val)
+        total += evaluate(subnet, val, max_steps=MONITOR_BATCHES).accuracy
     return total / MONITOR_ARCHS
 
 

@@ -121,12 +121,14 @@ def test_a_new_search_into_an_existing_run_is_refused(finished, space_file, caps
     assert sorted(p.name for p in run.path.iterdir()) == before
 
 
-def test_resuming_a_finished_run_skips_every_phase(finished):
+def test_resuming_a_finished_run_skips_every_phase(finished, space_file):
     run, results = finished
     stamp = run.results_file.stat().st_mtime_ns
     again_run, again = resume_run(run.path)
-    assert again_run.path == run.path
-    assert again == results
+    assert again_run.path == run.path and again == results
+    options = SearchOptions(name="first", storage=str(run.path.parent), resume=True)
+    flag_run, flagged = run_search(space_file, options)  # search --resume: the same
+    assert flag_run.path == run.path and flagged == results
     assert run.results_file.stat().st_mtime_ns == stamp  # nothing was rerun or rewritten
 
 

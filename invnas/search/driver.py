@@ -3,8 +3,8 @@ completed, so that a run interrupted at any moment finishes when resumed.
 
 Example::
 
-    run = run_search("search_spaces/quickstart.yaml", SearchOptions(name="demo"))
-    results = run.read_results()
+    run, results = run_search("search_spaces/quickstart.yaml", SearchOptions(name="demo"))
+    print(results["best"])  # the same as run.read_results()["best"]
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ class NonFiniteLossError(RuntimeError):
         self.epoch = epoch
         self.step = step
 
+    def __reduce__(self):  # Ray pickles a trial's exception to hand it to the driver
+        return type(self), (self.loss, self.epoch, self.step)
+
 
 @dataclass(frozen=True)
 class EpochStats:

@@ -121,3 +121,13 @@ def test_a_diverging_learning_rate_is_reported_as_non_finite():
     batches = [(torch.randn(8, 1, 4, 4), torch.randint(0, 10, (8,))) for _ in range(5)]
     with pytest.raises(NonFiniteLossError, match="step 1"):
         train_epoch(model, batches, optimizer)
+
+
+def test_non_finite_loss_error_survives_pickling():
+    """Ray pickles a failed trial's exception to hand it to the driver."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(NonFiniteLossError(float("inf"), 3, 5)))
+    assert isinstance(error, NonFiniteLossError)
+    assert (error.loss, error.epoch, error.step) == (float("inf"), 3, 5)
+    assert str(error) == "non-finite training loss (inf) at epoch 3, step 5"

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from invnas.data.images import LabelledImages, resize_images
@@ -12,12 +16,24 @@ from invnas.data.images import LabelledImages, resize_images
 DIGITS_SAMPLES = 1797
 
 
-def read_digits(size: int) -> LabelledImages:
-    """All 1797 digits as 1-channel float images in ``[0, 1]``, resized to ``size`` x ``size``."""
-    from sklearn.datasets import load_digits
+def _digits_array() -> np.ndarray:
+    """The (1797, 65) table of pixels and labels. Read straight from the file scikit-learn ships,
+    which skips importing ``sklearn.datasets`` (seconds in every fresh Ray worker)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.origin is not None:
+        shipped = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if shipped.is_file():
+            return np.loadtxt(shipped, delimiter=",", dtype=np.float32)
+    from sklearn.datasets import load_digits  # a layout we do not know: the public API
 
     bunch = load_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return np.column_stack([bunch.data, bunch.target]).astype(np.float32)
+
+
+def read_digits(size: int) -> LabelledImages:
+    """All 1797 digits as 1-channel float images in ``[0, 1]``, resized to ``size`` x ``size``."""
+    table = _digits_array()
+    images = torch.from_numpy(table[:, :-1].reshape(-1, 1, 8, 8).copy()) / 16.0
     images = resize_images(images, size).clamp_(0.0, 1.0)
-    labels = torch.as_tensor(bunch.target, dtype=torch.long)
-    return LabelledImages.create(images, labels, [str(name) for name in bunch.target_names])
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    return LabelledImages.create(images, labels, [str(digit) for digit in range(10)])

@@ -80,3 +80,15 @@ def test_augmentation_changes_training_images_only():
     assert not torch.equal(first, second)
     assert torch.equal(splits.val.batch(range(32))[0], splits.val.batch(range(32))[0])
     assert splits.train.augment is not None and not splits.train.augment.flip
+
+
+def test_digits_read_from_the_shipped_file_equal_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    from invnas.data.digits import read_digits
+
+    ours = read_digits(8)
+    theirs = load_digits()
+    expected = torch.as_tensor(theirs.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    assert torch.equal(ours.images, expected)
+    assert ours.labels.tolist() == theirs.target.tolist()

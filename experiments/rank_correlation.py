@@ -51,13 +51,16 @@ PUBLISHED = {"uniform": 0.62, "fair": 0.95}  # Kendall tau, 13 ImageNet models (
 BOOTSTRAP = 2000
 
 
-def load_space(epochs: int | None = None, supernet_epochs: int | None = None):
-    """The quickstart space, its retrain / supernet epochs optionally overridden."""
+def load_space(
+    epochs: int | None = None, supernet_epochs: int | None = None, path: Path = SPACE_FILE
+):
+    """The space in ``path`` (quickstart), its retrain / supernet epochs optionally
+    overridden."""
     import dataclasses
 
     from invnas.space.loader import load_space as load
 
-    space = load(SPACE_FILE)
+    space = load(path)
     run = space.run
     if epochs is not None:
         run = dataclasses.replace(run, retrain=dataclasses.replace(run.retrain, epochs=epochs))
@@ -78,7 +81,7 @@ def digest(space) -> str:
 def context_of(space):
     from invnas.search.context import TrialContext
 
-    return TrialContext(space, str(SPACE_FILE.parent), space.run.seed, cpus=1)
+    return TrialContext(space, str(Path(space.source).parent), space.run.seed, cpus=1)
 
 
 def sample_archs(space, count: int, seed: int) -> list[str]:
@@ -263,7 +266,7 @@ def variants(space) -> dict[str, tuple[str, object]]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    space = load_space(epochs=args.epochs, supernet_epochs=args.supernet_epochs)
+    space = load_space(args.epochs, args.supernet_epochs, Path(args.space).resolve())
     archs = sample_archs(space, args.archs, args.seed)
     seeds = [args.seed + r for r in range(args.repeats)]
     cache = Path(args.cache)
@@ -319,7 +322,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "experiment": "rank_correlation",
         "command": "python experiments/rank_correlation.py " + " ".join(sys.argv[1:]),
-        "space": str(SPACE_FILE.relative_to(ROOT)),
+        "space": args.space,
         "space_digest": digest(space),
         "archs": archs,
         "standalone_epochs": space.run.retrain.epochs,
@@ -388,6 +391,11 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--space",
+        default=str(SPACE_FILE.relative_to(ROOT)),
+        help="space file (default: the quickstart space)",
+    )
     parser.add_argument("--archs", type=int, default=30, help="architectures to sample")
     parser.add_argument("--epochs", type=int, help="stand-alone epochs (default: the space's)")
     parser.add_argument("--supernet-epochs", type=int, help="default: the space's")

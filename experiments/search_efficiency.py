@@ -11,10 +11,12 @@ trials), and the architecture is suggested by ``invnas.search.suggest.suggest_ar
 
 Quality of a search: the hypervolume of its (accuracy, MACs) front, with coordinates error =
 1 - accuracy (reference 1) and MACs / the space's largest MACs (reference 1), reported after
-each number of trials, mean and standard deviation over --seeds seeds. Evaluations are
+each number of trials, mean and standard deviation over --seeds seeds, and the final
+hypervolume's difference to random search's seed by seed (with the same seed the first trials
+of every sampler are the same random architectures). Evaluations are
 deterministic, so they are cached per architecture (experiments/results/cache/).
 
-    python experiments/search_efficiency.py                  # 3 samplers x 5 seeds x 40 trials
+    python experiments/search_efficiency.py                  # 3 samplers x 20 seeds x 60 trials
     python experiments/search_efficiency.py --quick          # 2 seeds x 12 trials
 """
 
@@ -120,7 +122,48 @@ def one_search(space, sampler_name: str, seed: int, budget: int, weights: Path, 
         {"arch": t.user_attrs["arch"], "accuracy": t.values[0], "macs": t.values[1]}
         for t in study.trials
     ]
-    return {"sampler": sampler_name, "seed": seed, "trials": trials, "seconds": seconds}
+    return {
+        "sampler": sampler_name,
+        "seed": seed,
+        "trials": trials,
+        "seconds": seconds,
+        "fresh_evaluations": evaluator.fresh,
+    }
+
+
+def _paired(searches: list[dict], name: str, macs_max: int) -> dict[str, float]:
+    """Final hypervolume of ``name`` minus random search's, seed by seed (the searches of one
+    seed start from the same random architectures): mean, std and how many seeds it won."""
+    final = {(s["sampler"], s["seed"]): volume_curve(s["trials"], macs_max)[-1] for s in searches}
+    seeds = sorted({s["seed"] for s in searches})
+    gaps = [final[name, seed] - final["random", seed] for seed in seeds]
+    return {
+        "mean": statistics.fmean(gaps),
+        "std": statistics.stdev(gaps) if len(gaps) > 1 else 0.0,
+        "seeds_better": sum(g > 0 for g in gaps),
+        "seeds": len(gaps),
+    }
+
+
+def _compact(search: dict, checkpoints: list[int], macs_max: int) -> dict:
+    """One search for the results file: its hypervolume at the checkpoints and final front."""
+    from invnas.search.objectives import Objective
+    from invnas.search.pareto import pareto_front
+
+    trials = search["trials"]
+    curve = volume_curve(trials, macs_max)
+    objectives = [Objective("accuracy", "max"), Objective("macs", "min")]
+    return {
+        "sampler": search["sampler"],
+        "seed": search["seed"],
+        "seconds": search["seconds"],
+        "distinct_archs": len({t["arch"] for t in trials}),
+        "hypervolume": {str(k): curve[k - 1] for k in checkpoints},
+        "front": sorted(
+            {trials[i]["arch"]: trials[i] for i in pareto_front(trials, objectives)}.values(),
+            key=lambda t: t["macs"],
+        ),
+    }
 
 
 def volume_curve(trials: list[dict], macs_max: int) -> list[float]:
@@ -160,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
                 for k in checkpoints
             },
             "final_hypervolume_per_seed": [c[-1] for c in curves],
+            "final_minus_random": _paired(searches, name, macs_max),
             "best_accuracy_mean": statistics.fmean(best),
             "distinct_archs_mean": statistics.fmean(
                 len({t["arch"] for t in s["trials"]}) for s in searches if s["sampler"] == name
@@ -179,8 +223,9 @@ def run(args: argparse.Namespace) -> dict:
         "summary": summary,
         "pooled_front_hypervolume": volume_curve(pooled, macs_max)[-1],
         "pooled_distinct_archs": len({t["arch"] for t in pooled}),
-        "searches": searches,
+        "searches": [_compact(s, checkpoints, macs_max) for s in searches],
         "wall_seconds": elapsed,
+        "fresh_evaluations": sum(s["fresh_evaluations"] for s in searches),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
 
@@ -188,14 +233,20 @@ def run(args: argparse.Namespace) -> dict:
 def markdown(result: dict) -> str:
     checkpoints = result["checkpoints"]
     rows = [
-        "| sampler | " + " | ".join(f"HV @ {k}" for k in checkpoints) + " | best val acc |",
-        "|---|" + "---|" * (len(checkpoints) + 1),
+        "| sampler | "
+        + " | ".join(f"HV @ {k}" for k in checkpoints)
+        + " | final HV - random (paired) | seeds better than random | best val acc |",
+        "|---|" + "---|" * (len(checkpoints) + 3),
     ]
     for name, found in result["summary"].items():
         volumes = [found["hypervolume"][str(k)] for k in checkpoints]
         cells = [f"{v['mean']:.4f} ± {v['std']:.4f}" for v in volumes]
+        gap = found["final_minus_random"]
         rows.append(
-            f"| {name} | " + " | ".join(cells) + f" | {100 * found['best_accuracy_mean']:.1f}% |"
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {gap['mean']:+.4f} ± {gap['std']:.4f} | {gap['seeds_better']}/{gap['seeds']} "
+            f"| {100 * found['best_accuracy_mean']:.1f}% |"
         )
     return "\n".join(
         [
@@ -212,7 +263,9 @@ def markdown(result: dict) -> str:
             "",
             *rows,
             "",
-            f"Wall time {result['wall_seconds'] / 60:.1f} min.",
+            f"Wall time {result['wall_seconds'] / 60:.1f} min, "
+            f"{result['fresh_evaluations']} supernet evaluations (the other trials repeated an "
+            "architecture already evaluated, or found it in the cache of an earlier run).",
             "",
         ]
     )
@@ -220,8 +273,8 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40, help="trials per search")
-    parser.add_argument("--seeds", type=int, default=5, help="searches per sampler")
+    parser.add_argument("--trials", type=int, default=60, help="trials per search")
+    parser.add_argument("--seeds", type=int, default=20, help="searches per sampler")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", default=str(EVAL_CACHE))
     parser.add_argument("--supernet-cache", default=str(CACHE))

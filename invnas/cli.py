@@ -324,7 +324,7 @@ def _run_with_progress(start: Callable) -> int:
     out = Console()
     if not out.is_terminal:
         out.width = 160
-    out.print(summary(results, str(run.path)), highlight=False)
+    out.print(summary(results, run.path, run.load_space()), highlight=False)
     return 0 if run_succeeded(results) else 1
 
 

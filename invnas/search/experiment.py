@@ -6,9 +6,11 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from ray import tune
 
 from invnas.search.progress import TuneProgress
@@ -99,3 +101,31 @@ def unfinished(grid: tune.ResultGrid) -> bool:
 def interrupted_entry(phase_entry: dict) -> dict:
     """``phase_entry`` marked interrupted (the driver then stops; resume finishes it)."""
     return {**phase_entry, "status": "interrupted", "error": "interrupted before its end"}
+
+
+TRAINING_STATE_FILE = "training.pt"
+
+
+def report_with_checkpoint(
+    model: torch.nn.Module, optimizer, scheduler, epoch: int, metrics: dict, weights_file: str
+) -> None:
+    """Report ``metrics`` to Tune with a checkpoint of ``model``'s weights (CPU tensors, in
+    ``weights_file``) and the training state a restored trial resumes from."""
+    from invnas.search.context import cpu_state_dict
+    from invnas.train import save_training_state
+
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save(cpu_state_dict(model), Path(directory) / weights_file)
+        save_training_state(
+            Path(directory) / TRAINING_STATE_FILE, model, optimizer, scheduler, epoch
+        )
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def copy_checkpoint_weights(checkpoint: tune.Checkpoint, weights_file: str, target: Path) -> None:
+    """Copy ``weights_file`` out of a trial's checkpoint to ``target``, atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with checkpoint.as_directory() as directory:
+        partial = target.with_suffix(target.suffix + ".partial")
+        shutil.copyfile(Path(directory) / weights_file, partial)
+        partial.replace(target)

@@ -4,18 +4,19 @@ weights, then scored on the held-out test split (one Tune trial per winner)."""
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, cpu_state_dict, derive_seed, portable_errors
+from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
+    TRAINING_STATE_FILE,
+    copy_checkpoint_weights,
     fit,
     interrupted_entry,
     parse_trial_dirname,
+    report_with_checkpoint,
     run_config,
     trial_dirname,
     trial_error,
@@ -27,7 +28,6 @@ from invnas.search.rundir import RunDir
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.pt"
-STATE_FILE = "training.pt"
 
 
 def _initial_model(context: TrialContext, arch, supernet_weights: str | None, splits, device):
@@ -78,7 +78,11 @@ def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | No
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start, _ = load_training_state(
-                Path(directory) / STATE_FILE, model, optimizer, scheduler, restore_rng=False
+                Path(directory) / TRAINING_STATE_FILE,
+                model,
+                optimizer,
+                scheduler,
+                restore_rng=False,
             )
     val_loader = context.eval_loader(splits.val)
     for epoch in range(start, max(settings.epochs, 1)):
@@ -102,16 +106,7 @@ def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | No
                 (context.space.input.channels, context.space.input.size, context.space.input.size),
                 threads=max(1, int(context.cpus)),
             )
-        _report(model, optimizer, scheduler, epoch + 1, metrics)
-
-
-def _report(model, optimizer, scheduler, epoch: int, metrics: dict) -> None:
-    from invnas.train import save_training_state
-
-    with tempfile.TemporaryDirectory() as directory:
-        torch.save(cpu_state_dict(model), Path(directory) / WEIGHTS_FILE)
-        save_training_state(Path(directory) / STATE_FILE, model, optimizer, scheduler, epoch)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        report_with_checkpoint(model, optimizer, scheduler, epoch + 1, metrics, WEIGHTS_FILE)
 
 
 def candidates_of(ranked_trials: list[dict], top_k: int) -> list[dict]:
@@ -192,11 +187,7 @@ def run_retrain_phase(
                 "latency_ms": float(metrics["latency_ms"]),
             }
             target = run.retrain_weights(candidate["rank"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with result.checkpoint.as_directory() as directory:
-                partial = target.with_suffix(".pt.partial")
-                shutil.copyfile(Path(directory) / WEIGHTS_FILE, partial)
-                partial.replace(target)
+            copy_checkpoint_weights(result.checkpoint, WEIGHTS_FILE, target)
             record["weights"] = str(target.relative_to(run.path))
         retrained.append(record)
     if retrained and all(r["status"] == "failed" for r in retrained):

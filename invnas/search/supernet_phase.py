@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
-import torch
 from ray import tune
 
-from invnas.search.context import TrialContext, cpu_state_dict, derive_seed, portable_errors
+from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
+    TRAINING_STATE_FILE,
+    copy_checkpoint_weights,
     fit,
     interrupted_entry,
+    report_with_checkpoint,
     run_config,
     trial_dirname,
     trial_error,
@@ -26,7 +26,6 @@ from invnas.space.arch import sample
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "supernet.pt"
-STATE_FILE = "training.pt"
 MONITOR_ARCHS = 3  # fixed sample archs whose mean validation accuracy tracks training
 MONITOR_BATCHES = 20  # validation batches per monitored arch (all of a small split)
 
@@ -76,11 +75,16 @@ def train_supernet(config: dict, context: TrialContext) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             start, _ = load_training_state(
-                Path(directory) / STATE_FILE, supernet, optimizer, scheduler, restore_rng=False
+                Path(directory) / TRAINING_STATE_FILE,
+                supernet,
+                optimizer,
+                scheduler,
+                restore_rng=False,
             )
         log.info("supernet: resuming after epoch %d", start)
     if settings.epochs == 0:
-        _report(supernet, optimizer, scheduler, 0, {"epoch": 0, "val_accuracy": None})
+        empty = {"epoch": 0, "val_accuracy": None}
+        report_with_checkpoint(supernet, optimizer, scheduler, 0, empty, WEIGHTS_FILE)
         return
     for epoch in range(start, settings.epochs):
         epoch_seed = derive_seed(context.seed, "supernet", epoch)
@@ -99,16 +103,7 @@ def train_supernet(config: dict, context: TrialContext) -> None:
             "train_accuracy": stats.accuracy,
             "val_accuracy": _monitor_accuracy(supernet, context, splits, device),
         }
-        _report(supernet, optimizer, scheduler, epoch + 1, metrics)
-
-
-def _report(supernet, optimizer, scheduler, epoch: int, metrics: dict) -> None:
-    from invnas.train import save_training_state
-
-    with tempfile.TemporaryDirectory() as directory:
-        torch.save(cpu_state_dict(supernet), Path(directory) / WEIGHTS_FILE)
-        save_training_state(Path(directory) / STATE_FILE, supernet, optimizer, scheduler, epoch)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        report_with_checkpoint(supernet, optimizer, scheduler, epoch + 1, metrics, WEIGHTS_FILE)
 
 
 def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, float]) -> dict:
@@ -146,11 +141,7 @@ def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, 
     if result.checkpoint is None or metrics.get("epoch") != settings.epochs:
         entry.update(status="failed", error="the supernet trial ended without its last epoch")
         return entry
-    run.weights_dir.mkdir(parents=True, exist_ok=True)
-    with result.checkpoint.as_directory() as directory:
-        partial = run.supernet_weights.with_suffix(".pt.partial")
-        shutil.copyfile(Path(directory) / WEIGHTS_FILE, partial)
-        partial.replace(run.supernet_weights)
+    copy_checkpoint_weights(result.checkpoint, WEIGHTS_FILE, run.supernet_weights)
     entry.update(
         val_accuracy=metrics.get("val_accuracy"),
         weights=str(run.supernet_weights.relative_to(run.path)),

@@ -14,12 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from invnas import __version__
-from invnas.space.arch import cardinality, stage_cardinality
-from invnas.space.cost import bounds, cost
+from invnas.report.tables import count as count_text
 from invnas.space.errors import SpaceError
 from invnas.space.loader import load_space
-from invnas.space.serialize import space_to_dict, the_arch
 from invnas.space.spec import SearchSpace
+from invnas.space.summary import summarize
 
 USAGE_ERROR = 2
 MAX_PROBLEM_LINES = 50  # beyond this a summary line is printed instead
@@ -107,55 +106,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost_range(space: SearchSpace) -> dict[str, int]:
-    keys = ("params_min", "params_max", "macs_min", "macs_max")
-    if space.is_fixed:
-        one = cost(space, the_arch(space))
-        return dict(zip(keys, (one.params, one.params, one.macs, one.macs), strict=True))
-    found = bounds(space)
-    return {key: getattr(found, key) for key in keys}
-
-
-def summarize(space: SearchSpace) -> dict:
-    """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
-    plain = space_to_dict(space)
-    return {
-        "name": space.name,
-        "source": space.source,
-        "input": plain["input"],
-        "num_classes": space.num_classes,
-        "stem": plain["stem"],
-        "cardinality": cardinality(space),
-        "fixed": space.is_fixed,
-        **_cost_range(space),
-        "stages": [
-            {
-                "name": stage.name,
-                "depth": list(stage.depth),
-                "width": list(stage.width),
-                "stride": stage.stride,
-                "block": stage.block,
-                "expansion": stage.expansion if stage.block == "bottleneck" else None,
-                "granularity": stage.granularity,
-                "ops": [op.code for op in stage.ops.candidates()],
-                "blocks": list(stage.blocks) if stage.blocks is not None else None,
-                "choices": stage_cardinality(stage),
-            }
-            for stage in space.stages
-        ],
-        "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
-        | {"seed": space.run.seed},
-    }
-
-
 def human(count: int | None) -> str:
     """``9.23M``-style text for a count (``n/a`` for None)."""
-    if count is None:
-        return "n/a"
-    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if count >= scale:
-            return f"{count / scale:.2f}{unit}"
-    return str(count)
+    return count_text(count, missing="n/a")
 
 
 def _span(low: int, high: int) -> str:

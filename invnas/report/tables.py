@@ -9,11 +9,11 @@ from rich.text import Text
 from invnas.report.content import MIN_RETRAINED_FOR_CORRELATION
 
 
-def count(value: int | float | None) -> str:
-    """``1.23M``-style text for a count (``-`` for None)."""
+def count(value: int | float | None, missing: str = "-") -> str:
+    """``1.23M``-style text for a count (``missing`` for None)."""
     if value is None:
-        return "-"
-    for unit, scale in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        return missing
+    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if value >= scale:
             return f"{value / scale:.2f}{unit}"
     return str(int(value))

@@ -1,0 +1,49 @@
+"""A search space at a glance: what ``invnas validate`` shows, as one plain dict."""
+
+from __future__ import annotations
+
+from invnas.space.arch import cardinality, stage_cardinality
+from invnas.space.cost import bounds, cost
+from invnas.space.serialize import space_to_dict, the_arch
+from invnas.space.spec import SearchSpace
+
+
+def _cost_range(space: SearchSpace) -> dict[str, int]:
+    keys = ("params_min", "params_max", "macs_min", "macs_max")
+    if space.is_fixed:
+        one = cost(space, the_arch(space))
+        return dict(zip(keys, (one.params, one.params, one.macs, one.macs), strict=True))
+    found = bounds(space)
+    return {key: getattr(found, key) for key in keys}
+
+
+def summarize(space: SearchSpace) -> dict:
+    """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
+    plain = space_to_dict(space)
+    return {
+        "name": space.name,
+        "source": space.source,
+        "input": plain["input"],
+        "num_classes": space.num_classes,
+        "stem": plain["stem"],
+        "cardinality": cardinality(space),
+        "fixed": space.is_fixed,
+        **_cost_range(space),
+        "stages": [
+            {
+                "name": stage.name,
+                "depth": list(stage.depth),
+                "width": list(stage.width),
+                "stride": stage.stride,
+                "block": stage.block,
+                "expansion": stage.expansion if stage.block == "bottleneck" else None,
+                "granularity": stage.granularity,
+                "ops": [op.code for op in stage.ops.candidates()],
+                "blocks": list(stage.blocks) if stage.blocks is not None else None,
+                "choices": stage_cardinality(stage),
+            }
+            for stage in space.stages
+        ],
+        "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
+        | {"seed": space.run.seed},
+    }

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invnas.ops import involution
+from invnas.ops.pointwise import pointwise_conv2d
 from invnas.space.spec import OpChoice
 
 
@@ -44,7 +45,11 @@ class DynamicConv2d(nn.Conv2d):
             bias=bias,
         )
 
-    def forward(self, x: torch.Tensor, out_channels: int | None = None) -> torch.Tensor:
+    def sliced(
+        self, x: torch.Tensor, out_channels: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias slices for input ``x`` and ``out_channels`` (default: as many
+        as ``x`` has); ValueError beyond the largest configuration."""
         in_channels = x.shape[1]
         out_channels = in_channels if out_channels is None else out_channels
         if in_channels > self.in_channels or out_channels > self.out_channels:
@@ -53,7 +58,10 @@ class DynamicConv2d(nn.Conv2d):
                 f"the largest configuration {self.in_channels}->{self.out_channels}"
             )
         weight = self.weight[:out_channels, : in_channels // self.groups]
-        bias = None if self.bias is None else self.bias[:out_channels]
+        return weight, None if self.bias is None else self.bias[:out_channels]
+
+    def forward(self, x: torch.Tensor, out_channels: int | None = None) -> torch.Tensor:
+        weight, bias = self.sliced(x, out_channels)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -118,6 +126,18 @@ class DynamicConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x, out_channels)))
 
 
+class DynamicPointwiseConv2d(DynamicConv2d):
+    """Sliceable twin of :class:`invnas.ops.pointwise.PointwiseConv2d` (an involution's kernel
+    generator): it picks the same algorithm, so that an extracted Involution2d computes exactly
+    what this computes."""
+
+    def __init__(self, max_in_channels: int, max_out_channels: int, bias: bool = False) -> None:
+        super().__init__(max_in_channels, max_out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, out_channels: int | None = None) -> torch.Tensor:
+        return pointwise_conv2d(x, *self.sliced(x, out_channels))
+
+
 def involution_reduce_channels(channels: int, reduction: int) -> int:
     """Width of an involution's kernel generator on ``channels`` channels."""
     return max(1, channels // reduction)
@@ -146,10 +166,10 @@ class DynamicInvolution2d(nn.Module):
             if stride > 1
             else nn.Identity()
         )
-        self.reduce = DynamicConv2d(max_channels, max_reduced, 1)
+        self.reduce = DynamicPointwiseConv2d(max_channels, max_reduced)
         self.bn = DynamicBatchNorm2d(max_reduced)
         self.act = nn.ReLU(inplace=True)
-        self.span = DynamicConv2d(max_reduced, max_taps, 1, bias=True)
+        self.span = DynamicPointwiseConv2d(max_reduced, max_taps, bias=True)
 
     def _groups(self, channels: int) -> int:
         if self.op.group_channels is not None:

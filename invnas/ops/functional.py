@@ -184,5 +184,20 @@ def involution(
     expected = (b, groups, k[0] * k[1], ho, wo)
     if tuple(weight.shape) != expected:
         raise ValueError(f"weight: expected shape {expected}, got {tuple(weight.shape)}")
-    name = resolve_backend(backend, input)
-    return _IMPLEMENTATIONS[name](input, weight, k, s, p, d)
+    return run_backend(resolve_backend(backend, input), input, weight, k, s, p, d)
+
+
+def run_backend(
+    name: str,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+) -> torch.Tensor:
+    """Run backend ``name`` (as returned by :func:`resolve_backend`) without checking the
+    arguments, for callers that made ``weight`` for ``input`` themselves (as
+    :class:`Involution2d` does) and pass normalised pairs: on small feature maps the checks of
+    :func:`involution` cost more than the op itself."""
+    return _IMPLEMENTATIONS[name](input, weight, kernel_size, stride, padding, dilation)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from invnas.ops.functional import IntOrPair, as_pair, check_backend_name, involution
+from invnas.ops.backends.cpu import stride_pool_cpu
+from invnas.ops.functional import (
+    IntOrPair,
+    as_pair,
+    check_backend_name,
+    resolve_backend,
+    run_backend,
+)
+from invnas.ops.pointwise import PointwiseConv2d
 
 
 class Involution2d(nn.Module):
@@ -90,14 +98,17 @@ class Involution2d(nn.Module):
             if self.stride != (1, 1)
             else nn.Identity()
         )
-        self.reduce = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.reduce = PointwiseConv2d(channels, hidden, bias=False)
         self.bn = nn.BatchNorm2d(hidden)
         self.act = nn.ReLU(inplace=True)
-        self.span = nn.Conv2d(hidden, taps * groups, 1)
+        self.span = PointwiseConv2d(hidden, taps * groups)
 
     def kernels(self, x: torch.Tensor) -> torch.Tensor:
         """The generated involution weight (B, G, KH*KW, Ho, Wo) for input ``x``."""
-        weight = self.span(self.act(self.bn(self.reduce(self.pool(x)))))
+        return self._kernels_of_pooled(x if self.stride == (1, 1) else self.pool(x))
+
+    def _kernels_of_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        weight = self.span(self.act(self.bn(self.reduce(pooled))))
         b, _, ho, wo = weight.shape
         return weight.view(b, self.groups, -1, ho, wo)
 
@@ -106,14 +117,23 @@ class Involution2d(nn.Module):
             raise ValueError(
                 f"input: expected shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
             )
-        return involution(
+        backend = resolve_backend(self.backend, x)
+        if self.stride == (1, 1):
+            pooled = x
+        elif backend == "cpu":  # the native pool: bit-identical to self.pool, several times faster
+            pooled = stride_pool_cpu(x, self.stride)
+        else:
+            pooled = self.pool(x)
+        # The generated weight always fits x (odd kernel, "same" padding, pooled by the stride),
+        # so the functional op's argument checks are skipped.
+        return run_backend(
+            backend,
             x,
-            self.kernels(x),
+            self._kernels_of_pooled(pooled),
             self.kernel_size,
             self.stride,
             self.padding,
             self.dilation,
-            backend=self.backend,
         )
 
     def extra_repr(self) -> str:

@@ -158,3 +158,38 @@ def test_bad_constructor_arguments(kwargs: dict[str, Any], argument: str) -> Non
 def test_wrong_input_channels() -> None:
     with pytest.raises(ValueError, match=r"^input: expected shape \(B, 16, H, W\)"):
         Involution2d(16, 3)(torch.randn(1, 8, 5, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("size", "stride"), [((16, 16), 2), ((7, 5), 2), ((5, 9), (3, 2))])
+def test_native_stride_pool_is_bit_identical(
+    dtype: torch.dtype, size: tuple[int, int], stride: int | tuple[int, int]
+) -> None:
+    if not cpu_backend.is_available():
+        pytest.skip("the native involution CPU kernel is not built here")
+    pair = (stride, stride) if isinstance(stride, int) else stride
+    pool = torch.nn.AvgPool2d(pair, pair, ceil_mode=True, count_include_pad=False)
+    x = (torch.randn(2, 3, *size, dtype=dtype) * 10).requires_grad_()
+    expected = pool(x)
+    grad = torch.randn_like(expected)
+    actual = cpu_backend.stride_pool_cpu(x, pair)
+    assert torch.equal(actual, expected)
+    (grad_actual,) = torch.autograd.grad(actual, x, grad)
+    (grad_expected,) = torch.autograd.grad(expected, x, grad)
+    assert torch.equal(grad_actual, grad_expected)
+
+
+def test_cpu_backend_layer_equals_torch_backend_layer_exactly_up_to_the_op() -> None:
+    """With the cpu backend the layer pools natively; its kernels stay bit-identical."""
+    if not cpu_backend.is_available():
+        pytest.skip("the native involution CPU kernel is not built here")
+    torch.manual_seed(0)
+    native = Involution2d(32, 3, stride=2, backend="cpu").double()
+    plain = Involution2d(32, 3, stride=2, backend="torch").double()
+    plain.load_state_dict(native.state_dict())
+    x = torch.randn(2, 32, 9, 8, dtype=torch.float64)
+    calls: list[torch.Tensor] = []
+    native.span.register_forward_hook(lambda _m, _i, out: calls.append(out))
+    plain.span.register_forward_hook(lambda _m, _i, out: calls.append(out))
+    torch.testing.assert_close(native(x), plain(x))
+    assert torch.equal(calls[0], calls[1])  # the generated kernels

@@ -211,3 +211,41 @@ def test_threaded_shape_matches_reference(backend: str, stride: int) -> None:
         _assert_matches(_run(x, weight, case, backend), _run(x, weight, case, "reference"))
     finally:
         torch.set_num_threads(threads)
+
+
+# The cpu kernels vectorise over the channels of a group (16 float32 lanes): full, partial and
+# several vectors of lanes, on maps of under 16 pixels (scalar transposes), whole 16-pixel blocks,
+# stride 2, and few planes (the rows are split into bands).
+LANE_CASES = [
+    Case(2, 64, 4, (16, 16), (7, 7), (1, 1), (3, 3), (1, 1)),
+    Case(2, 128, 8, (8, 8), (7, 7), (2, 2), (3, 3), (1, 1)),
+    Case(2, 64, 4, (4, 4), (7, 7), (1, 1), (3, 3), (1, 1)),
+    Case(2, 64, 4, (4, 4), (7, 7), (2, 2), (3, 3), (1, 1)),
+    Case(1, 64, 2, (9, 7), (5, 3), (1, 2), (2, 1), (1, 1), "channels_last"),
+    Case(2, 24, 3, (5, 13), (3, 7), (2, 1), (1, 3), (1, 1)),
+    Case(1, 48, 1, (11, 10), (3, 3), (1, 1), (2, 2), (2, 2)),
+    Case(1, 80, 1, (6, 6), (3, 3), (2, 2), (1, 1), (1, 1), "transposed"),
+]
+
+
+@pytest.mark.parametrize("case", LANE_CASES, ids=str)
+def test_float32_lanes_match_reference(case: Case) -> None:
+    _require_cpu_kernel()
+    x, weight = _make(case, torch.float32)
+    expected = _run(x, weight, case, "reference")
+    _assert_matches(_run(x, weight, case, "cpu"), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count() -> None:
+    _require_cpu_kernel()
+    case = Case(1, 32, 2, (12, 12), (7, 7), (1, 1), (3, 3), (1, 1))  # 2 planes: banded rows
+    x, weight = _make(case, torch.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = _run(x, weight, case, "cpu")
+        torch.set_num_threads(2)
+        double = _run(x, weight, case, "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    _assert_matches(double, single, rtol=0, atol=0)

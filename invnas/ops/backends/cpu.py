@@ -30,7 +30,7 @@ SOURCE_NAME = "involution_cpu.cpp"
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # No -march=native: the cache may be reused on another machine. The source clones its hot loops
 # per instruction set instead. -fopenmp makes at::parallel_for use torch's own OpenMP runtime.
-_CFLAGS = ["-O3", "-fopenmp"]
+_CFLAGS = ["-O3", "-fopenmp", "-Wno-psabi"]
 _LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
@@ -124,6 +124,30 @@ class _InvolutionCpu(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_weight = ext.backward_weight(grad_out, input, weight, *ctx.geometry)
         return grad_input, grad_weight, None
+
+
+class _StridePoolCpu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, stride: Pair) -> torch.Tensor:
+        ext = load_extension()
+        assert ext is not None, "stride_pool_cpu called without a compiled extension"
+        ctx.size = input.shape[-2:]
+        ctx.stride = stride
+        return ext.stride_pool(input.contiguous(), *stride)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        ext = load_extension()
+        assert ext is not None
+        return ext.stride_pool_backward(grad_out.contiguous(), *ctx.size, *ctx.stride), None
+
+
+def stride_pool_cpu(input: torch.Tensor, stride: Pair) -> torch.Tensor:
+    """``nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)(input)`` with the
+    native kernel, bit-identical to it and its gradient (float32/float64 CPU tensors, (B, C, H, W)).
+    Torch's CPU avg_pool2d is several times slower on the small maps of a kernel generator."""
+    return _StridePoolCpu.apply(input, stride)
 
 
 def involution_cpu(

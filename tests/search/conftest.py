@@ -95,24 +95,33 @@ def _stop(pids: list[int]) -> None:
 
 @pytest.fixture()
 def two_node_cluster():
-    """A Ray head and a second node on this machine, one CPU each; yields ``HOST:PORT``.
+    """A Ray head without CPUs and a worker node with two, on this machine; yields ``HOST:PORT``.
 
-    Both use a temp dir of their own, and teardown stops exactly the processes that mention it
-    (never ``ray stop``, which would stop every Ray on the machine)."""
+    The head hosts no trial, so every trial must run on the other node. Both use a temp dir of
+    their own, and teardown stops exactly the processes that mention it (never ``ray stop``,
+    which would stop every Ray on the machine)."""
     temp = short_tempdir("rc")
     port = _free_port()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
-    common = ["--num-cpus=1", f"--temp-dir={temp}", "--disable-usage-stats"]
+    common = [f"--temp-dir={temp}", "--disable-usage-stats"]
     try:
         subprocess.run(
-            ["ray", "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+            [
+                "ray",
+                "start",
+                "--head",
+                f"--port={port}",
+                "--include-dashboard=false",
+                "--num-cpus=0",
+                *common,
+            ],
             env=env,
             check=True,
             capture_output=True,
             timeout=120,
         )
         subprocess.run(
-            ["ray", "start", f"--address=127.0.0.1:{port}", *common],
+            ["ray", "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", *common],
             env=env,
             check=True,
             capture_output=True,

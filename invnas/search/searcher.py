@@ -8,6 +8,10 @@ Tune runs the search with ``num_samples=-1``; this searcher decides when it is o
   first (same seed, same architectures);
 * a failed trial does not use up the budget: the search goes on until ``target`` trials have
   completed, unless more than ``max_failures`` have failed;
+* an architecture that a completed trial already scored is not run again: Optuna is told the
+  known result at once (the Optuna trial gets the user attribute ``duplicate_of``) and asked
+  for another, up to ``MAX_REPEATS`` times per trial (after that, on a small or exhausted
+  space, the repeat runs);
 * its counters live in the searcher, which Tune snapshots together with the experiment state,
   so after a restore they agree with the trials Tune knows about: none counted twice.
 """
@@ -21,11 +25,14 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from invnas.search.objectives import constraint_violations
+from invnas.search.suggest import ARCH_KEY
 from invnas.space.spec import SearchConfig
 
 log = logging.getLogger(__name__)
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
+DUPLICATE_ATTR = "duplicate_of"
+MAX_REPEATS = 20
 
 
 class ArchSearcher(OptunaSearch):
@@ -53,6 +60,12 @@ class ArchSearcher(OptunaSearch):
         self._batch_started = 0
         self._completed_count = 0
         self._failed_count = 0
+        self._scored: dict[str, tuple[str, object, dict[str, float]]] = {}
+        self._repeats_told = 0
+
+    def __setstate__(self, state: dict) -> None:
+        # searchers pickled by invnas versions before repeats were tracked lack these
+        self.__dict__.update({"_scored": {}, "_repeats_told": 0}, **state)
 
     @property
     def completed(self) -> int:
@@ -61,6 +74,11 @@ class ArchSearcher(OptunaSearch):
     @property
     def failed(self) -> int:
         return self._failed_count
+
+    @property
+    def repeats_told(self) -> int:
+        """Suggestions of already-scored architectures answered without a trial."""
+        return self._repeats_told
 
     @property
     def too_many_failures(self) -> bool:
@@ -75,11 +93,29 @@ class ArchSearcher(OptunaSearch):
             return None
         if self._completed_count + len(self._in_flight) >= self._target:
             return None
-        config = super().suggest(trial_id)
+        config = self._suggest_unscored(trial_id)
         self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         self._in_flight.add(trial_id)
         self._batch_started += 1
         return config
+
+    def _suggest_unscored(self, trial_id: str) -> dict:
+        """Optuna's next suggestion that no completed trial has scored yet (see the module
+        docstring); each repeat on the way is told its known result."""
+        for _ in range(MAX_REPEATS):
+            config = super().suggest(trial_id)
+            known = self._scored.get(config.get(ARCH_KEY))
+            if known is None:
+                return config
+            first_trial_id, values, constraints = known
+            repeat = self._ot_trials.pop(trial_id)
+            repeat.set_user_attr(DUPLICATE_ATTR, first_trial_id)
+            for name, violation in constraints.items():
+                repeat.set_constraint(name, violation)
+            self._ot_study.tell(repeat, values)
+            self._repeats_told += 1
+            log.info("%s was scored by trial %s; not run again", config[ARCH_KEY], first_trial_id)
+        return super().suggest(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials:
@@ -96,9 +132,15 @@ class ArchSearcher(OptunaSearch):
             super().on_trial_complete(trial_id, None, error=True)
             return
         self._completed_count += 1
+        constraints = {}
         if self._tell_constraints:
-            for name, violation in constraint_violations(self._search_config, result).items():
+            constraints = constraint_violations(self._search_config, result)
+            for name, violation in constraints.items():
                 self._ot_trials[trial_id].set_constraint(name, violation)
+        arch = result.get(ARCH_KEY)
+        if arch is not None and arch not in self._scored:
+            told = values if isinstance(self.metric, list) else values[0]
+            self._scored[arch] = (trial_id, told, constraints)
         super().on_trial_complete(trial_id, result, error=False)
 
     def restore(self, checkpoint_path: str) -> None:

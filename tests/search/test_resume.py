@@ -71,7 +71,9 @@ def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, r
         study_name="search", storage=JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
     )
     told = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert sorted(t.user_attrs["tune_trial_id"] for t in told) == sorted(ids)
+    run_ones = [t for t in told if "duplicate_of" not in t.user_attrs]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in run_ones) == sorted(ids)
+    assert {t.user_attrs["duplicate_of"] for t in told if t not in run_ones} <= set(ids)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     (retrained,) = results["retrained"]
     assert retrained["status"] == "completed" and (run / retrained["weights"]).is_file()

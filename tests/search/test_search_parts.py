@@ -19,7 +19,7 @@ from invnas.search.ranking import rank_trials, summarise_front
 from invnas.search.ray_session import check_address, resolve_storage
 from invnas.search.rundir import RunDir, empty_results, open_run
 from invnas.search.samplers import SAMPLERS, make_sampler, uses_categorical
-from invnas.search.searcher import ArchSearcher
+from invnas.search.searcher import MAX_REPEATS, ArchSearcher
 from invnas.search.suggest import suggest_arch
 from invnas.space.arch import Arch, check_arch
 from invnas.space.loader import load_space
@@ -249,3 +249,37 @@ def test_address_and_storage_checks(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="cannot create"):
         resolve_storage(str(tmp_path / "file" / "runs"), joining=False)
+
+
+def test_searcher_answers_a_scored_architecture_without_running_it_again():
+    searcher = make_searcher(target=24, batch=1)
+    run_archs = []
+    for number in range(24):
+        trial_id = f"t{number}"
+        config = searcher.suggest(trial_id)
+        run_archs.append(config["arch"])
+        arch = config["arch"]
+        score = {**result(accuracy=len(arch) / 100), "macs": sum(map(ord, arch)), "arch": arch}
+        searcher.on_trial_complete(trial_id, score)
+    assert len(set(run_archs)) == 24  # random draws from 32 archs would repeat long before
+    repeats = [t for t in searcher._ot_study.trials if "duplicate_of" in t.user_attrs]
+    assert repeats and searcher.repeats_told == len(repeats)
+    by_tune_id = {
+        t.user_attrs["tune_trial_id"]: t
+        for t in searcher._ot_study.trials
+        if "tune_trial_id" in t.user_attrs
+    }
+    for repeat in repeats:
+        first = by_tune_id[repeat.user_attrs["duplicate_of"]]
+        assert repeat.state == TrialState.COMPLETE
+        assert repeat.user_attrs["arch"] == first.user_attrs["arch"]
+        assert repeat.values == first.values and repeat.constraints == first.constraints
+
+
+def test_searcher_runs_a_repeat_when_the_space_is_exhausted():
+    searcher = make_searcher(target=3, batch=1)
+    searcher._space = lambda trial: {"arch": "the-only-one"}  # a one-arch space
+    for trial_id in ("t1", "t2"):
+        assert searcher.suggest(trial_id) == {"arch": "the-only-one"}
+        searcher.on_trial_complete(trial_id, {**result(), "arch": "the-only-one"})
+    assert searcher.completed == 2 and searcher.repeats_told == MAX_REPEATS

@@ -199,7 +199,36 @@ def _set_phase(run: RunDir, results: dict, phase: str, entry: dict, failures=())
     run.write_results(results)
 
 
+def build_involution_kernel(space: SearchSpace) -> None:
+    """Compile the native involution CPU kernel now, saying so, when a local run's trials will
+    need it and it is not in the build cache yet; otherwise the first trials would wait about a
+    minute on the build without a word. A failed build is logged and the trials then fall back
+    to the pure-PyTorch backend, as they would have anyway."""
+    import os
+
+    from invnas.ops.backends import cpu
+    from invnas.ops.functional import ENV_VAR
+
+    resources = space.run.resources
+    if (
+        resources.address is not None  # trials run on the cluster's nodes, which build their own
+        or resources.gpus_per_trial > 0
+        or not space.uses_involution
+        or (os.environ.get(ENV_VAR) or "auto").strip().lower() not in ("auto", "cpu")
+        or cpu.is_built()
+    ):
+        return
+    display = current_display()
+    if display is not None:  # without one, the cpu backend's own log line says it
+        display.console.print(
+            "compiling the native involution CPU kernel (once per machine, about a minute)",
+            highlight=False,
+        )
+    cpu.load_extension()
+
+
 def _execute(run: RunDir, space: SearchSpace, info: dict) -> dict:
+    build_involution_kernel(space)
     resources_config = space.run.resources
     resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
     context = TrialContext(

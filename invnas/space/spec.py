@@ -291,6 +291,13 @@ class SearchSpace:
     source: str | None = field(default=None, compare=False)  # the file it was read from
 
     @property
+    def uses_involution(self) -> bool:
+        """True when some architecture of the space has an involution (stem or block)."""
+        return self.stem.kind == "rednet" or any(
+            op.kind == "involution" for s in self.stages for op in s.ops.candidates()
+        )
+
+    @property
     def is_fixed(self) -> bool:
         """True when every choice is single, i.e. the space is one architecture."""
         return all(

@@ -30,8 +30,8 @@ SOURCE_NAME = "involution_cpu.cpp"
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # No -march=native: the cache may be reused on another machine. The source clones its hot loops
 # per instruction set instead. -fopenmp makes at::parallel_for use torch's own OpenMP runtime.
-_CFLAGS = ["-O3", "-fopenmp", "-Wno-psabi"]
-_LDFLAGS = ["-fopenmp"]
+_CFLAGS = ("-O3", "-fopenmp", "-Wno-psabi")
+_LDFLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"module": None, "failed": False}
@@ -58,18 +58,24 @@ def _is_built(name: str) -> bool:
     return os.path.exists(os.path.join(root, name, f"{name}.so"))
 
 
+def is_built() -> bool:
+    """Whether the kernel of this source is already compiled in the build cache (loading it is
+    then quick; otherwise the first use compiles it, about a minute on 2 cores)."""
+    return _is_built(_extension_name(_source()))
+
+
 def _build() -> ModuleType:
     from torch.utils.cpp_extension import load
 
     source = _source()
     name = _extension_name(source)
     if not _is_built(name):
-        logger.info("compiling the involution CPU kernel (once, ~30 s)")
+        logger.info("compiling the involution CPU kernel (once, about a minute)")
     return load(
         name=name,
         sources=[str(source)],
-        extra_cflags=_CFLAGS,
-        extra_ldflags=_LDFLAGS,
+        extra_cflags=list(_CFLAGS),  # load() appends to the lists it is given
+        extra_ldflags=list(_LDFLAGS),
         verbose=False,
     )
 

@@ -51,6 +51,7 @@ def build_report(run_path: str | Path, results: dict, stage_names: list[str] | N
             "failed": sum(1 for t in trials if t.get("status") == "failed"),
             "feasible": len(feasible),
             "pareto": len(front),
+            "repeats_skipped": search.get("repeats_skipped", 0),
         },
         "pareto": [
             _front_row(trial, stage_names, retrained_by_trial.get(trial["trial_id"]))

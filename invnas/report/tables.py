@@ -47,6 +47,10 @@ def phases_table(report: dict) -> Table:
             f"completed, {trials['failed']} failed, {trials['feasible']} feasible, "
             f"{trials['pareto']} on the Pareto front"
         )
+        if trials.get("repeats_skipped"):
+            details["search"] += (
+                f"; {trials['repeats_skipped']} repeated suggestions answered from earlier trials"
+            )
     if "retrain" in phases:
         done = sum(1 for r in report["retrained"] if r.get("status") == "completed")
         details["retrain"] = f"{phases['retrain'].get('mode')}: {done} retrained"

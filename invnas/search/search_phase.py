@@ -29,7 +29,7 @@ from invnas.search.objectives import is_feasible, objectives_of
 from invnas.search.progress import TuneProgress
 from invnas.search.rundir import RunDir
 from invnas.search.samplers import make_sampler, uses_categorical, uses_constraints
-from invnas.search.searcher import ArchSearcher
+from invnas.search.searcher import DUPLICATE_ATTR, ArchSearcher
 from invnas.search.suggest import ARCH_KEY, suggest_arch
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,7 @@ def run_search_phase(
         "trials_requested": trials,
         "trials_completed": completed,
         "trials_failed": failed,
+        "repeats_skipped": _repeats_skipped(run),
         "sampler": settings.sampler,
         "error": None,
     }
@@ -189,6 +190,20 @@ def run_search_phase(
             f"({settings.max_failures})",
         )
     return entry, records, failures
+
+
+def _repeats_skipped(run: RunDir) -> int:
+    """Suggestions of already-scored architectures that the searcher answered without a trial
+    (the Optuna trials marked ``duplicate_of``)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not run.journal_file.is_file():
+        return 0
+    storage = JournalStorage(JournalFileBackend(str(run.journal_file)))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
 def collect_trials(grid: tune.ResultGrid, context: TrialContext) -> tuple[list[dict], list[dict]]:

@@ -148,6 +148,7 @@ def results_of(trials: list[dict]) -> dict:
                 "trials_requested": 12,
                 "trials_completed": 10,
                 "trials_failed": 2,
+                "repeats_skipped": 3,
                 "sampler": "nsga2",
                 "error": None,
             },

@@ -3,6 +3,7 @@ correlation threshold, user errors, and the path without matplotlib."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,9 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from scipy import stats
 
 from invnas.cli import main
+from invnas.report.tables import phases_table
 from tests.report.conftest import PARETO, RETRAINED, TRIALS, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,6 +65,7 @@ def test_json_has_the_tables_content(finished_run, capsys):
         "failed": 2,
         "feasible": 9,
         "pareto": 8,
+        "repeats_skipped": 3,
     }
     accuracies = [row["metrics"]["accuracy"] for row in report["pareto"]]
     assert accuracies == sorted(accuracies, reverse=True)
@@ -221,3 +225,14 @@ def test_finetuned_retraining_is_flagged_beside_the_correlation(tmp_path, result
     assert report_json(run, capsys, "--no-plots")["rank_correlation"]["retrain_mode"] == "finetune"
     assert main(["report", str(run), "--no-plots"]) == 0
     assert "fine-tuned from the supernet's weights" in capsys.readouterr().out
+
+
+def test_phases_table_counts_repeated_suggestions(finished_run, capsys):
+    report = report_json(finished_run, capsys, "--no-plots")
+    console = Console(width=400, file=io.StringIO())
+    console.print(phases_table(report))
+    assert "; 3 repeated suggestions answered from earlier trials" in console.file.getvalue()
+    report["trials"]["repeats_skipped"] = 0
+    console = Console(width=400, file=io.StringIO())
+    console.print(phases_table(report))
+    assert "repeated" not in console.file.getvalue()

@@ -103,11 +103,16 @@ class Involution2d(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.span = PointwiseConv2d(hidden, taps * groups)
 
-    def kernels(self, x: torch.Tensor) -> torch.Tensor:
-        """The generated involution weight (B, G, KH*KW, Ho, Wo) for input ``x``."""
-        return self._kernels_of_pooled(x if self.stride == (1, 1) else self.pool(x))
-
-    def _kernels_of_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+    def kernels(self, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        """The generated involution weight (B, G, KH*KW, Ho, Wo) for input ``x``; ``backend``
+        is the resolved backend of the op (``"cpu"`` pools with the native kernel, which is
+        bit-identical to ``self.pool`` and several times faster)."""
+        if self.stride == (1, 1):
+            pooled = x
+        elif backend == "cpu":
+            pooled = stride_pool_cpu(x, self.stride)
+        else:
+            pooled = self.pool(x)
         weight = self.span(self.act(self.bn(self.reduce(pooled))))
         b, _, ho, wo = weight.shape
         return weight.view(b, self.groups, -1, ho, wo)
@@ -118,18 +123,12 @@ class Involution2d(nn.Module):
                 f"input: expected shape (B, {self.channels}, H, W), got {tuple(x.shape)}"
             )
         backend = resolve_backend(self.backend, x)
-        if self.stride == (1, 1):
-            pooled = x
-        elif backend == "cpu":  # the native pool: bit-identical to self.pool, several times faster
-            pooled = stride_pool_cpu(x, self.stride)
-        else:
-            pooled = self.pool(x)
         # The generated weight always fits x (odd kernel, "same" padding, pooled by the stride),
         # so the functional op's argument checks are skipped.
         return run_backend(
             backend,
             x,
-            self._kernels_of_pooled(pooled),
+            self.kernels(x, backend),
             self.kernel_size,
             self.stride,
             self.padding,

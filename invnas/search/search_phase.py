@@ -92,8 +92,6 @@ def _supernet(space, weights: str):
 def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearcher:
     """The searcher of a fresh search phase, its study in ``optuna.journal``."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines duplicate ours
 
@@ -112,7 +110,7 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
         metric=[o.metric for o in objectives],
         mode=[o.mode for o in objectives],
         sampler=sampler,
-        storage=JournalStorage(JournalFileBackend(str(run.journal_file))),
+        storage=_journal(run),
         study_name=STUDY_NAME,
         search=settings,
         target=trials,
@@ -120,6 +118,14 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
         max_failures=settings.max_failures,
         tell_constraints=uses_constraints(settings.sampler),
     )
+
+
+def _journal(run: RunDir):
+    """The Optuna storage of the run's search study (``optuna.journal``)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(run.journal_file)))
 
 
 def _clear_stale_journal(run: RunDir) -> None:
@@ -196,13 +202,10 @@ def _repeats_skipped(run: RunDir) -> int:
     """Suggestions of already-scored architectures that the searcher answered without a trial
     (the Optuna trials marked ``duplicate_of``)."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     if not run.journal_file.is_file():
         return 0
-    storage = JournalStorage(JournalFileBackend(str(run.journal_file)))
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=_journal(run))
     return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 

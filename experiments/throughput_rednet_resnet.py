@@ -49,11 +49,11 @@ def build(space_file: str, size: int, backend: str | None):
     from invnas.nn import build_model
     from invnas.ops import Involution2d
     from invnas.space.loader import load_space
-    from invnas.space.serialize import the_arch
+    from invnas.space.serialize import fixed_arch
 
     space = load_space(ROOT / "search_spaces" / space_file)
     space = dataclasses.replace(space, input=dataclasses.replace(space.input, size=size))
-    model = build_model(space, the_arch(space))
+    model = build_model(space, fixed_arch(space))
     involutions = [m for m in model.modules() if isinstance(m, Involution2d)]
     for module in involutions:
         module.backend = backend

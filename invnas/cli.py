@@ -14,9 +14,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from invnas import __version__
+from invnas.config import RunConfig
 from invnas.report.tables import count as count_text
 from invnas.space.errors import SpaceError
-from invnas.space.loader import load_space
+from invnas.space.loader import load_space_file
 from invnas.space.spec import SearchSpace
 from invnas.space.summary import summarize
 
@@ -97,12 +98,12 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    summary = summarize(space)
+    space, run = load_space_file(args.space)
+    summary = summarize(space, run)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(space, summary)
+        _print_summary(space, run, summary)
     return 0
 
 
@@ -122,7 +123,7 @@ def _big(count: int) -> str:
     return f"{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
 
 
-def _print_summary(space: SearchSpace, summary: dict) -> None:
+def _print_summary(space: SearchSpace, run: RunConfig, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -154,7 +155,6 @@ def _print_summary(space: SearchSpace, summary: dict) -> None:
             ops,
         )
     console.print(table)
-    run = space.run
     console.print(
         f"architectures: {_big(summary['cardinality'])}\n"
         f"params: {_span(summary['params_min'], summary['params_max'])}\n"

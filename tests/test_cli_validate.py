@@ -12,7 +12,7 @@ from invnas.cli import human, main
 from invnas.resources import search_spaces_dir
 from invnas.space import cardinality, load_space
 from invnas.space.cost import bounds, cost
-from invnas.space.serialize import the_arch
+from invnas.space.serialize import fixed_arch
 
 EXAMPLES = ["quickstart", "cifar_hybrid", "imagenet_rednet"]
 
@@ -52,7 +52,7 @@ def test_json_of_a_fixed_space_gives_its_exact_cost(capsys):
     assert main(["validate", "--json", str(path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     space = load_space(path)
-    exact = cost(space, the_arch(space))
+    exact = cost(space, fixed_arch(space))
     assert summary["cardinality"] == 1 and summary["fixed"] is True
     assert summary["params_min"] == summary["params_max"] == exact.params
     assert summary["macs_min"] == summary["macs_max"] == exact.macs

@@ -1,6 +1,6 @@
 """Datasets: the embedded digits, CIFAR archive directories, ImageFolder trees, synthetic data.
 
-``load_splits(space.run.data, space.input, seed, root)`` reads one and splits it by the seed;
+``load_splits(config.data, space.input, seed, root)`` reads one and splits it by the seed;
 ``make_loader`` wraps a split in a seeded DataLoader. Nothing is downloaded.
 """
 

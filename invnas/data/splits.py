@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from invnas.config import DataConfig
 from invnas.data.augment import default_augment
 from invnas.data.images import ImageTensorDataset, LabelledImages, channel_stats
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 log = logging.getLogger(__name__)
 

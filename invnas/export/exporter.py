@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from invnas import __version__
+from invnas.config import RunConfig
 from invnas.export.codegen import WEIGHTS_FILE, SourceInfo, generate_source
 from invnas.export.picking import (
     Choice,
@@ -33,7 +34,7 @@ from invnas.export.picking import (
     parse_pick,
 )
 from invnas.space.arch import Arch, cardinality
-from invnas.space.serialize import dump_space, fixed_space, the_arch
+from invnas.space.serialize import dump_space, fixed_arch, fixed_space
 from invnas.space.spec import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def only_arch(space: SearchSpace) -> Arch:
             "architectures; export takes a fixed space (one depth, width and op per stage) or a "
             "run directory"
         )
-    return the_arch(space)
+    return fixed_arch(space)
 
 
 def _cost_metrics(space: SearchSpace, arch: Arch) -> dict[str, Any]:
@@ -93,15 +94,17 @@ def write_export(
     model: nn.Module,
     metrics: dict[str, Any],
     info: SourceInfo,
+    config: RunConfig,
 ) -> Path:
-    """Write the five files of an export of ``model`` (an ArchNet of ``arch``) into ``out``."""
+    """Write the five files of an export of ``model`` (an ArchNet of ``arch``) into ``out``;
+    ``arch.yaml`` carries the settings ``config``."""
     model = model.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
     torch.save(state, out / WEIGHTS_FILE)
     torch.save(_sample(model, space), out / "sample.pt")
     (out / "model.py").write_text(generate_source(space, arch, info), encoding="utf-8")
-    dump_space(fixed_space(space, arch), out / "arch.yaml")
+    dump_space(fixed_space(space, arch), out / "arch.yaml", config)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("exported %s to %s", arch.encode(), out)
     return out
@@ -113,20 +116,20 @@ def export_space(
     """Export the architecture of a fixed space file with random initialisation (seeded by the
     space's ``seed``); returns the export directory."""
     from invnas.nn import build_model
-    from invnas.space.loader import load_space
+    from invnas.space.loader import load_space_file
     from invnas.train.latency import measure_latency_ms
 
     target = _prepare_out(out, force)
-    space = load_space(space_path)
+    space, config = load_space_file(space_path)
     arch = only_arch(space)
-    torch.manual_seed(space.run.seed)
+    torch.manual_seed(config.seed)
     model = build_model(space, arch).eval()
     shape = (space.input.channels, space.input.size, space.input.size)
     metrics = {
         "arch": arch.encode(),
         "space": space.name,
         "source": {"space_file": str(Path(space_path).resolve())},
-        "weights": {"kind": "random", "seed": space.run.seed},
+        "weights": {"kind": "random", "seed": config.seed},
         "accuracy": {"value": None, "source": "not trained (random initialisation)"},
         **_cost_metrics(space, arch),
         "latency_ms": {
@@ -139,7 +142,7 @@ def export_space(
         origin=f"Built from the fixed space file {Path(space_path).name}.",
         version=__version__,
     )
-    return write_export(target, space, arch, model, metrics, info)
+    return write_export(target, space, arch, model, metrics, info, config)
 
 
 def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -151,17 +154,18 @@ def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def run_space(run: Any) -> tuple[SearchSpace, dict]:
-    """The run's space with the command-line overrides it was started with (the seed among
-    them), and its run.json."""
+def run_space(run: Any) -> tuple[SearchSpace, RunConfig, dict]:
+    """The run's space, its settings with the command-line overrides it was started with (the
+    seed among them), and its run.json."""
     from invnas.search.driver import apply_overrides
 
     info = run.read_run_info()
-    return apply_overrides(run.load_space(), dict(info.get("overrides") or {})), info
+    space, config = run.load_space_file()
+    return space, apply_overrides(config, dict(info.get("overrides") or {})), info
 
 
 def _inherited_model(
-    run: Any, results: dict, space: SearchSpace, info: dict, arch: Arch
+    run: Any, results: dict, space: SearchSpace, config: RunConfig, info: dict, arch: Arch
 ) -> tuple[nn.Module, dict]:
     """The supernet's weights for ``arch`` with BatchNorm recalibrated as the search did it
     (same training batches), and that model's accuracy on the validation split."""
@@ -181,17 +185,17 @@ def _inherited_model(
     supernet.load_state_dict(_load_state(run.path / relative, "supernet"))
     model = supernet.extract(arch)
     del supernet
-    context = TrialContext(space=space, data_root=info.get("data_root"), seed=space.run.seed)
+    context = TrialContext(space=space, run=config, data_root=info.get("data_root"))
     splits = context.splits()
-    batches = space.run.search.bn_batches or DEFAULT_BN_BATCHES
+    batches = config.search.bn_batches or DEFAULT_BN_BATCHES
     calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
     used = recalibrate_bn(model, calibration, batches)
     accuracy = evaluate(model, context.eval_loader(splits.val)).accuracy
     recalibration = {
         "batches": used,
-        "batch_size": space.run.data.batch_size,
+        "batch_size": config.data.batch_size,
         "split": "train",
-        "as_in_search": batches == space.run.search.bn_batches,
+        "as_in_search": batches == config.search.bn_batches,
     }
     return model, {"accuracy": accuracy, "bn_recalibration": recalibration, "weights": relative}
 
@@ -222,11 +226,17 @@ def _retrained(
 
 
 def _inherited(
-    run: Any, results: dict, choice: Choice, space: SearchSpace, info: dict, arch: Arch
+    run: Any,
+    results: dict,
+    choice: Choice,
+    space: SearchSpace,
+    config: RunConfig,
+    info: dict,
+    arch: Arch,
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """The supernet's model of ``choice`` (BatchNorm recalibrated), its metrics entries and a
     title."""
-    model, inherited = _inherited_model(run, results, space, info, arch)
+    model, inherited = _inherited_model(run, results, space, config, info, arch)
     recorded = choice.trial.get("metrics") or {}
     metrics = {
         "weights": {
@@ -265,12 +275,12 @@ def export_run(
     results = run.read_results()
     check_search_finished(results, run.results_file)
     choice = choose(results, parsed, kind)
-    space, info = run_space(run)
+    space, config, info = run_space(run)
     arch = Arch.decode(choice.trial["arch"])
     if choice.retrained is not None:
         model, parts, title = _retrained(run, choice, space, arch)
     else:
-        model, parts, title = _inherited(run, results, choice, space, info, arch)
+        model, parts, title = _inherited(run, results, choice, space, config, info, arch)
     latency_ms = parts.pop("latency_ms")
     recorded = choice.trial.get("metrics") or {}
     search_accuracy = _trial_source(run, choice, "search", split="val")
@@ -293,7 +303,7 @@ def export_run(
         origin=f"Picked with --pick {parsed} from the run at {run.path}.",
         version=__version__,
     )
-    return write_export(target, space, arch, model, metrics, about)
+    return write_export(target, space, arch, model, metrics, about, config)
 
 
 def _check_recorded_cost(metrics: dict[str, Any], recorded: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from invnas.space.spec import DataConfig, InputSpec, SearchSpace
+from invnas.config import DataConfig, RunConfig
+from invnas.space.spec import InputSpec, SearchSpace
 
 EVAL_BATCH_SIZE = 256
 
@@ -59,7 +60,8 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 @dataclass(frozen=True)
 class TrialContext:
-    """Settings shared by a phase's trials (passed with ``tune.with_parameters``).
+    """Settings shared by a phase's trials (passed with ``tune.with_parameters``): the space,
+    the run's settings, where its data lives, the seed and the trial's share of the machine.
 
     ``data_root`` is the absolute directory that a relative ``data.path`` is taken from (the
     space file's directory when the run started): trials run with their own directory as the
@@ -67,10 +69,15 @@ class TrialContext:
     """
 
     space: SearchSpace
+    run: RunConfig
     data_root: str | None
-    seed: int
     cpus: float = 1.0
     gpus: float = 0.0
+
+    @property
+    def seed(self) -> int:
+        """The run's seed: every random stream of its trials derives from it."""
+        return self.run.seed
 
     def setup(self) -> torch.device:
         """Thread count and device for this trial; returns the device."""
@@ -84,14 +91,14 @@ class TrialContext:
         since Tune reuses a trial's worker process for the next trial."""
         space = self.space
         return _cached_splits(
-            space.run.data, space.input, self.seed, self.data_root, space.num_classes
+            self.run.data, space.input, self.seed, self.data_root, space.num_classes
         )
 
     def train_loader(self, dataset, seed: int) -> DataLoader:
         """Shuffled training batches in an order fixed by ``seed``."""
         from invnas.data import make_loader
 
-        data = self.space.run.data
+        data = self.run.data
         return make_loader(
             dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers
         )
@@ -100,7 +107,7 @@ class TrialContext:
         """Unshuffled batches for evaluation."""
         from invnas.data import make_loader
 
-        batch = max(EVAL_BATCH_SIZE, self.space.run.data.batch_size)
+        batch = max(EVAL_BATCH_SIZE, self.run.data.batch_size)
         return make_loader(
-            dataset, batch, shuffle=False, seed=0, num_workers=self.space.run.data.num_workers
+            dataset, batch, shuffle=False, seed=0, num_workers=self.run.data.num_workers
         )

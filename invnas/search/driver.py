@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from invnas.config import ResourcesConfig, RunConfig
 from invnas.search.context import TrialContext
 from invnas.search.objectives import objectives_of
 from invnas.search.progress import current_display
@@ -82,21 +83,20 @@ def check_options(options: SearchOptions) -> None:
     check_address(options.address)
 
 
-def apply_overrides(space: SearchSpace, overrides: dict) -> SearchSpace:
-    """``space`` with the command-line ``overrides`` (see :meth:`SearchOptions.overrides`)."""
-    run = space.run
-    search, resources = run.search, run.resources
+def apply_overrides(config: RunConfig, overrides: dict) -> RunConfig:
+    """``config`` with the command-line ``overrides`` (see :meth:`SearchOptions.overrides`)."""
+    search, resources = config.search, config.resources
     if "trials" in overrides:
         search = dataclasses.replace(search, trials=overrides["trials"])
     resource_keys = ("cpus_per_trial", "gpus_per_trial", "address", "storage")
     resources = dataclasses.replace(
         resources, **{k: overrides[k] for k in resource_keys if k in overrides}
     )
-    run = dataclasses.replace(
-        run, search=search, resources=resources, seed=overrides.get("seed", run.seed)
+    config = dataclasses.replace(
+        config, search=search, resources=resources, seed=overrides.get("seed", config.seed)
     )
-    objectives_of(run.search)  # rejects repeated objectives early
-    return dataclasses.replace(space, run=run)
+    objectives_of(config.search)  # rejects repeated objectives early
+    return config
 
 
 def run_search(
@@ -107,13 +107,14 @@ def run_search(
     Returns the run directory and its final results. ValueError (a SpaceError for the space
     file) for bad input, raised before the run directory is made.
     """
-    from invnas.space.loader import load_space
+    from invnas.space.loader import load_space_file
 
     check_options(options)
     space_path = Path(space_path)
-    space = apply_overrides(load_space(space_path), options.overrides())
-    address = check_address(space.run.resources.address)
-    storage = resolve_storage(space.run.resources.storage, joining=address is not None)
+    space, config = load_space_file(space_path)
+    config = apply_overrides(config, options.overrides())
+    address = check_address(config.resources.address)
+    storage = resolve_storage(config.resources.storage, joining=address is not None)
     name = options.name or f"{space.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     path = storage / name
     if options.resume:
@@ -128,7 +129,7 @@ def run_search(
         "name": name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "invnas_version": _version(),
-        "seed": space.run.seed,
+        "seed": config.seed,
         "overrides": options.overrides(),
         "storage": str(storage),
         "address": address,
@@ -136,10 +137,10 @@ def run_search(
         "data_root": str(space_path.resolve().parent),
     }
     space_text = space_path.read_text(encoding="utf-8")
-    with _ray_for(space, address, storage, options.ray_temp_dir):
+    with _ray_for(config, address, storage, options.ray_temp_dir):
         run = RunDir.create(path, space_text, info)
-        run.write_results(empty_results(name, space.run.seed, space))
-        return run, _execute(run, space, info)
+        run.write_results(empty_results(name, config))
+        return run, _execute(run, space, config, info)
 
 
 def resume_run(path: str | Path, options: SearchOptions = SearchOptions()) -> tuple[RunDir, dict]:
@@ -164,21 +165,22 @@ def resume_run(path: str | Path, options: SearchOptions = SearchOptions()) -> tu
             if k in ("cpus_per_trial", "gpus_per_trial", "address")
         }
     )
-    space = apply_overrides(run.load_space(), recorded)
-    address = check_address(space.run.resources.address)
-    with _ray_for(space, address, run.path.parent, options.ray_temp_dir):
+    space, config = run.load_space_file()
+    config = apply_overrides(config, recorded)
+    address = check_address(config.resources.address)
+    with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
         try:
             run.read_results()
         except ValueError:  # killed before its first results.json
-            run.write_results(empty_results(info["name"], space.run.seed, space))
+            run.write_results(empty_results(info["name"], config))
         log.info("resuming run %s", run.path)
-        return run, _execute(run, space, info)
+        return run, _execute(run, space, config, info)
 
 
 @contextlib.contextmanager
-def _ray_for(space: SearchSpace, address: str | None, storage: Path, temp_dir: str | None):
+def _ray_for(config: RunConfig, address: str | None, storage: Path, temp_dir: str | None):
     """Ray up for the run, checked to be able to host its trials and reach its storage."""
-    resources = space.run.resources
+    resources = config.resources
     with ray_session(address, temp_dir=temp_dir):
         if address is not None:
             check_storage_on_nodes(storage)
@@ -199,7 +201,7 @@ def _set_phase(run: RunDir, results: dict, phase: str, entry: dict, failures=())
     run.write_results(results)
 
 
-def build_involution_kernel(space: SearchSpace) -> None:
+def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> None:
     """Compile the native involution CPU kernel now, saying so, when a local run's trials will
     need it and it is not in the build cache yet; otherwise the first trials would wait about a
     minute on the build without a word. A failed build is logged and the trials then fall back
@@ -209,7 +211,6 @@ def build_involution_kernel(space: SearchSpace) -> None:
     from invnas.ops.backends import cpu
     from invnas.ops.functional import ENV_VAR
 
-    resources = space.run.resources
     if (
         resources.address is not None  # trials run on the cluster's nodes, which build their own
         or resources.gpus_per_trial > 0
@@ -227,14 +228,14 @@ def build_involution_kernel(space: SearchSpace) -> None:
     cpu.load_extension()
 
 
-def _execute(run: RunDir, space: SearchSpace, info: dict) -> dict:
-    build_involution_kernel(space)
-    resources_config = space.run.resources
+def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: dict) -> dict:
+    build_involution_kernel(space, config.resources)
+    resources_config = config.resources
     resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
     context = TrialContext(
         space=space,
+        run=config,
         data_root=info.get("data_root"),
-        seed=space.run.seed,
         cpus=resources_config.cpus_per_trial,
         gpus=resources_config.gpus_per_trial,
     )
@@ -259,7 +260,7 @@ def _run_phases(
         _set_phase(run, results, phase, {**results["phases"][phase], "status": "running"})
         display = current_display()
         if display is not None:
-            display.start_phase(phase, *_amount_of_work(space, phase))
+            display.start_phase(phase, *_amount_of_work(context.run, phase))
         entry, failures = run_phase(run, space, context, resources, results)
         _set_phase(run, results, phase, entry, failures)
         if display is not None:
@@ -269,12 +270,12 @@ def _run_phases(
     return results
 
 
-def _amount_of_work(space: SearchSpace, phase: str) -> tuple[int, str]:
+def _amount_of_work(config: RunConfig, phase: str) -> tuple[int, str]:
     if phase == "supernet":
-        return space.run.supernet.epochs, "epochs"
+        return config.supernet.epochs, "epochs"
     if phase == "search":
-        return space.run.search.trials, "trials"
-    return space.run.retrain.top_k, "trials"
+        return config.search.trials, "trials"
+    return config.retrain.top_k, "trials"
 
 
 def _supernet(run, space, context, resources, results) -> tuple[dict, list]:
@@ -290,7 +291,7 @@ def _supernet(run, space, context, resources, results) -> tuple[dict, list]:
 def _search(run, space, context, resources, results) -> tuple[dict, list]:
     from invnas.search.search_phase import run_search_phase
 
-    settings = space.run.search
+    settings = context.run.search
     entry, records, failures = run_search_phase(run, context, resources, settings.trials)
     _guard(entry)
     results["trials"] = records
@@ -301,11 +302,11 @@ def _search(run, space, context, resources, results) -> tuple[dict, list]:
 def _retrain(run, space, context, resources, results) -> tuple[dict, list]:
     from invnas.search.retrain_phase import run_retrain_phase
 
-    ranked = rank_trials(results["trials"], objectives_of(space.run.search))
-    if not ranked and space.run.retrain.top_k > 0:
+    ranked = rank_trials(results["trials"], objectives_of(context.run.search))
+    if not ranked and context.run.retrain.top_k > 0:
         entry = {
             "status": "failed",
-            "mode": space.run.retrain.mode,
+            "mode": context.run.retrain.mode,
             "error": "no completed feasible architecture to retrain",
         }
         return entry, []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from invnas.space.spec import SearchConfig
+from invnas.config import SearchConfig
 
 METRIC_OF_OBJECTIVE = {
     "accuracy": "accuracy",

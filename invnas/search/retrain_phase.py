@@ -35,14 +35,14 @@ def _initial_model(context: TrialContext, arch, supernet_weights: str | None, sp
     from invnas.nn.bn import recalibrate_bn
     from invnas.nn.supernet import Supernet
 
-    settings = context.space.run.retrain
+    settings = context.run.retrain
     if settings.mode == "scratch":
         return build_model(context.space, arch).to(device)
     supernet = Supernet(context.space)
     supernet.load_state_dict(torch.load(supernet_weights, map_location="cpu", weights_only=True))
     model = supernet.extract(arch).to(device)
     calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-    recalibrate_bn(model, calibration, context.space.run.search.bn_batches)
+    recalibrate_bn(model, calibration, context.run.search.bn_batches)
     return model
 
 
@@ -63,7 +63,7 @@ def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | No
     )
 
     device = context.setup()
-    settings = context.space.run.retrain
+    settings = context.run.retrain
     candidate = config["candidate"]
     arch = Arch.decode(candidate["arch"])
     seed = derive_seed(context.seed, "retrain", candidate["rank"])
@@ -125,7 +125,7 @@ def run_retrain_phase(
 ) -> tuple[dict, list[dict], list[dict]]:
     """Retrain the top-k of ``ranked_trials`` (search trial records, best first). Returns the
     phase entry, the ``retrained`` records and the failure records."""
-    settings = context.space.run.retrain
+    settings = context.run.retrain
     entry = {"status": "completed", "mode": settings.mode, "error": None}
     candidates = candidates_of(ranked_trials, settings.top_k)
     if not candidates:

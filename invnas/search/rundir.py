@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from invnas.config import RunConfig
+from invnas.space.loader import SpaceFile
 from invnas.space.spec import SearchSpace
 
 PHASES = ("supernet", "search", "retrain")
@@ -120,9 +122,14 @@ class RunDir:
 
     def load_space(self) -> SearchSpace:
         """The run's search space, read from its ``space.yaml`` copy."""
-        from invnas.space.loader import load_space
+        return self.load_space_file().space
 
-        return load_space(self.space_file)
+    def load_space_file(self) -> SpaceFile:
+        """The run's search space and its settings as recorded in ``space.yaml`` (without the
+        command-line overrides of run.json)."""
+        from invnas.space.loader import load_space_file
+
+        return load_space_file(self.space_file)
 
 
 def open_run(path: str | os.PathLike) -> RunDir:
@@ -136,19 +143,19 @@ def open_run(path: str | os.PathLike) -> RunDir:
     return run
 
 
-def empty_results(name: str, seed: int, space: SearchSpace) -> dict[str, Any]:
+def empty_results(name: str, config: RunConfig) -> dict[str, Any]:
     """The ``results.json`` of a run whose phases have not started."""
     from invnas.search.objectives import objectives_of
 
-    search = space.run.search
+    search = config.search
     return {
         "name": name,
-        "seed": seed,
+        "seed": config.seed,
         "space_file": "space.yaml",
         "phases": {
             "supernet": {
                 "status": "pending",
-                "epochs": space.run.supernet.epochs,
+                "epochs": config.supernet.epochs,
                 "val_accuracy": None,
                 "weights": None,
                 "error": None,
@@ -161,7 +168,7 @@ def empty_results(name: str, seed: int, space: SearchSpace) -> dict[str, Any]:
                 "sampler": search.sampler,
                 "error": None,
             },
-            "retrain": {"status": "pending", "mode": space.run.retrain.mode, "error": None},
+            "retrain": {"status": "pending", "mode": config.retrain.mode, "error": None},
         },
         "objectives": [o.to_dict() for o in objectives_of(search)],
         "trials": [],

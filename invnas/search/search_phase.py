@@ -52,7 +52,7 @@ def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) ->
     splits = context.splits()
     subnet = _supernet(space, supernet_weights).extract(arch).to(device)
     calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-    recalibrate_bn(subnet, calibration, space.run.search.bn_batches)
+    recalibrate_bn(subnet, calibration, context.run.search.bn_batches)
     stats = evaluate(subnet, context.eval_loader(splits.val))
     if not math.isfinite(stats.loss):
         raise FloatingPointError(
@@ -95,7 +95,7 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines duplicate ours
 
-    settings = context.space.run.search
+    settings = context.run.search
     objectives = objectives_of(settings)
     sampler = make_sampler(
         settings.sampler,
@@ -149,7 +149,7 @@ def run_search_phase(
 ) -> tuple[dict, list[dict], list[dict]]:
     """Run (or finish) the search. Returns the phase's results.json entry, the trial records
     (completed and failed, in order) and the failure records."""
-    settings = context.space.run.search
+    settings = context.run.search
     trainable = tune.with_resources(
         tune.with_parameters(
             evaluate_arch, context=context, supernet_weights=str(run.supernet_weights)
@@ -212,7 +212,7 @@ def _repeats_skipped(run: RunDir) -> int:
 def collect_trials(grid: tune.ResultGrid, context: TrialContext) -> tuple[list[dict], list[dict]]:
     """Trial records (results.json ``trials``) and failure records from a finished search,
     in the order Tune created the trials."""
-    settings = context.space.run.search
+    settings = context.run.search
     results = sorted(
         (grid[i] for i in range(len(grid))), key=lambda r: parse_trial_dirname(r.path)[0]
     )

@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from invnas.config import SearchConfig
 from invnas.search.objectives import constraint_violations
 from invnas.search.suggest import ARCH_KEY
-from invnas.space.spec import SearchConfig
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ def _monitor_accuracy(supernet, context: TrialContext, splits, device) -> float:
     from invnas.nn.bn import recalibrate_bn
     from invnas.train import evaluate
 
-    bn_batches = context.space.run.search.bn_batches
+    bn_batches = context.run.search.bn_batches
     total = 0.0
     for k in range(MONITOR_ARCHS):
         arch = sample(context.space, derive_seed(context.seed, "monitor", k))
@@ -63,7 +63,7 @@ def train_supernet(config: dict, context: TrialContext) -> None:
     )
 
     device = context.setup()
-    settings = context.space.run.supernet
+    settings = context.run.supernet
     seed_everything(derive_seed(context.seed, "supernet-init"))
     splits = context.splits()
     supernet = Supernet(context.space).to(device)
@@ -109,7 +109,7 @@ def train_supernet(config: dict, context: TrialContext) -> None:
 def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, float]) -> dict:
     """Train (or finish training) the supernet; copy its final weights to
     ``weights/supernet.pt``. Returns the phase's results.json entry."""
-    settings = context.space.run.supernet
+    settings = context.run.supernet
     trainable = tune.with_resources(
         tune.with_parameters(train_supernet, context=context), resources
     )

@@ -10,8 +10,14 @@ from invnas.space.arch import (
     sample,
 )
 from invnas.space.errors import Problem, SpaceError
-from invnas.space.loader import load_space, parse_space
-from invnas.space.serialize import dump_space, fixed_space, space_to_dict, the_arch
+from invnas.space.loader import (
+    SpaceFile,
+    load_space,
+    load_space_file,
+    parse_space,
+    parse_space_file,
+)
+from invnas.space.serialize import dump_space, fixed_arch, fixed_space, space_to_dict
 from invnas.space.spec import OpChoice, SearchSpace, StageSpec
 
 __all__ = [
@@ -19,6 +25,7 @@ __all__ = [
     "OpChoice",
     "Problem",
     "SearchSpace",
+    "SpaceFile",
     "SpaceError",
     "StageArch",
     "StageSpec",
@@ -26,11 +33,13 @@ __all__ = [
     "check_arch",
     "dump_space",
     "enumerate_archs",
+    "fixed_arch",
     "fixed_space",
     "load_space",
+    "load_space_file",
     "mutate",
     "parse_space",
+    "parse_space_file",
     "sample",
     "space_to_dict",
-    "the_arch",
 ]

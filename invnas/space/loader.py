@@ -1,10 +1,12 @@
-"""Reading a search-space YAML file into a validated :class:`SearchSpace`.
+"""Reading a search-space YAML file into a validated :class:`SearchSpace` and, beside it, the
+run's settings (:class:`~invnas.config.RunConfig`).
 
 The schema is the dataclasses of :mod:`invnas.space.spec`: a generic walker checks a mapping
 against a dataclass's fields (their type annotations and ``metadata`` bounds), then a few
 cross-field checks run per class. Every problem is collected, so one run names all of them::
 
     space = load_space("search_spaces/quickstart.yaml")   # SpaceError (a ValueError) if bad
+    space, run = load_space_file("search_spaces/quickstart.yaml")  # with the run's settings
 
 Conventions of the file format:
 
@@ -25,18 +27,17 @@ import errno
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
+from invnas.config import DataConfig, RunConfig, SearchConfig
 from invnas.space.errors import Problem, SpaceError, describe
 from invnas.space.spec import (
-    DataConfig,
     InputSpec,
     InvolutionSpace,
     OpChoice,
     OpSpace,
-    RunConfig,
-    SearchConfig,
     SearchSpace,
     StageSpec,
     StemSpec,
@@ -49,8 +50,25 @@ _RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 _NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+class SpaceFile(NamedTuple):
+    """A space file as read: the architecture space and the run's settings beside it."""
+
+    space: SearchSpace
+    run: RunConfig
+
+
 def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file.
+    """The architecture space of a search-space YAML file (see :func:`load_space_file`)."""
+    return load_space_file(path).space
+
+
+def parse_space(data: object, source: str = "<dict>") -> SearchSpace:
+    """The architecture space of a mapping (see :func:`parse_space_file`)."""
+    return parse_space_file(data, source).space
+
+
+def load_space_file(path: str | Path) -> SpaceFile:
+    """Read and validate a search-space YAML file: its space and its run's settings.
 
     Raises FileNotFoundError / IsADirectoryError for a path that is not a file, and
     :class:`SpaceError` (a ValueError) listing every problem of a file that is not a valid space.
@@ -73,11 +91,11 @@ def load_space(path: str | Path) -> SearchSpace:
     except RecursionError:
         message = "invalid YAML: nested too deeply; expected a space file (a few levels deep)"
         raise SpaceError([Problem(source, "", message)]) from None
-    return parse_space(data, source)
+    return parse_space_file(data, source)
 
 
-def parse_space(data: object, source: str = "<dict>") -> SearchSpace:
-    """Validate a mapping (as ``yaml.safe_load`` gives it) into a :class:`SearchSpace`.
+def parse_space_file(data: object, source: str = "<dict>") -> SpaceFile:
+    """Validate a mapping (as ``yaml.safe_load`` gives it) into a :class:`SpaceFile`.
 
     ``source`` names where the mapping came from in messages; a file path there also gives the
     default ``name`` and becomes ``SearchSpace.source``.
@@ -90,13 +108,14 @@ def parse_space(data: object, source: str = "<dict>") -> SearchSpace:
     elif not isinstance(data, dict):
         walker.fail("", f"the top level is {describe(data)}; expected {expected}")
     else:
-        space = _parse_top(walker, data, Path(source).stem if from_file else "space")
-        if not walker.problems:
-            return dataclasses.replace(space, source=source if from_file else None)
+        parsed = _parse_top(walker, data, Path(source).stem if from_file else "space")
+        if parsed is not None and not walker.problems:
+            space = dataclasses.replace(parsed.space, source=source if from_file else None)
+            return SpaceFile(space, parsed.run)
     raise SpaceError(walker.problems)
 
 
-def _parse_top(walker: Validator, data: dict, default_name: str) -> SearchSpace | None:
+def _parse_top(walker: Validator, data: dict, default_name: str) -> SpaceFile | None:
     allowed = _SPACE_KEYS + _RUN_KEYS
     suggested = walker.unknown_keys(data, allowed, "")
     space_part = {k: v for k, v in data.items() if k in _SPACE_KEYS}
@@ -120,7 +139,7 @@ def _parse_top(walker: Validator, data: dict, default_name: str) -> SearchSpace 
         _check_dataset_shape(walker, run.data, values["input"], values["num_classes"])
     if walker.problems:
         return None
-    return SearchSpace(name=name, run=run, **values)
+    return SpaceFile(SearchSpace(name=name, **values), run)
 
 
 def _usable_name(stem: str) -> str:

@@ -1,11 +1,11 @@
 """Writing spaces back to YAML, and fixed (single-architecture) spaces for an :class:`Arch`.
 
-``parse_space(space_to_dict(space)) == space`` for every space the loader produces, and
-``the_arch(fixed_space(space, arch)) == arch``::
+``parse_space_file(space_to_dict(space, run)) == (space, run)`` for every space file the loader
+produces, and ``fixed_arch(fixed_space(space, arch)) == arch``::
 
-    fixed = fixed_space(space, arch)         # one architecture, still a full space file
-    dump_space(fixed, "arch.yaml")           # passes `invnas validate arch.yaml`
-    assert the_arch(load_space("arch.yaml")) == arch
+    fixed = fixed_space(space, arch)         # one architecture
+    dump_space(fixed, "arch.yaml", run)      # passes `invnas validate arch.yaml`
+    assert fixed_arch(load_space("arch.yaml")) == arch
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import yaml
 
+from invnas.config import RunConfig
 from invnas.space.arch import Arch, cardinality, check_arch, stage_choices
 from invnas.space.spec import (
     ConvSpace,
     InvolutionSpace,
     OpChoice,
     OpSpace,
-    RunConfig,
     SearchSpace,
     StageSpec,
 )
@@ -41,8 +41,9 @@ def _plain(value: object) -> object:
     return value
 
 
-def space_to_dict(space: SearchSpace) -> dict:
-    """The space as a plain mapping in the file layout (run sections at the top level)."""
+def space_to_dict(space: SearchSpace, run: RunConfig | None = None) -> dict:
+    """The space as a plain mapping in the file layout, with the sections of ``run`` (default:
+    the default settings) at the top level."""
     data = {
         "name": space.name,
         "input": _plain(space.input),
@@ -50,15 +51,16 @@ def space_to_dict(space: SearchSpace) -> dict:
         "stem": _plain(space.stem),
         "stages": _plain(space.stages),
     }
+    run = RunConfig() if run is None else run
     for f in dataclasses.fields(RunConfig):
-        data[f.name] = _plain(getattr(space.run, f.name))
+        data[f.name] = _plain(getattr(run, f.name))
     return data
 
 
-def dump_space(space: SearchSpace, path: str | Path) -> None:
-    """Write ``space`` as a YAML space file that :func:`~invnas.space.loader.load_space` reads
-    back into an equal space."""
-    text = yaml.safe_dump(space_to_dict(space), sort_keys=False, default_flow_style=None)
+def dump_space(space: SearchSpace, path: str | Path, run: RunConfig | None = None) -> None:
+    """Write ``space`` and the settings ``run`` as a YAML space file that
+    :func:`~invnas.space.loader.load_space_file` reads back into equal objects."""
+    text = yaml.safe_dump(space_to_dict(space, run), sort_keys=False, default_flow_style=None)
     Path(path).write_text(f"# invnas search space '{space.name}'\n{text}", encoding="utf-8")
 
 
@@ -97,8 +99,8 @@ def fixed_space(space: SearchSpace, arch: Arch, name: str | None = None) -> Sear
     """The space holding only ``arch`` (ValueError if ``arch`` is not in ``space``).
 
     Each stage gets its one depth and width; a stage whose blocks all use one op gets that op as
-    its only candidate, otherwise ``blocks`` pins the op of every block. The run sections are
-    kept; ``name`` defaults to ``<space name>-fixed``.
+    its only candidate, otherwise ``blocks`` pins the op of every block. ``name`` defaults to
+    ``<space name>-fixed``.
     """
     check_arch(space, arch)
     stages = tuple(
@@ -110,7 +112,7 @@ def fixed_space(space: SearchSpace, arch: Arch, name: str | None = None) -> Sear
     )
 
 
-def the_arch(space: SearchSpace) -> Arch:
+def fixed_arch(space: SearchSpace) -> Arch:
     """The one architecture of a fixed space (ValueError if the space has several)."""
     if not space.is_fixed:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""Typed form of a search-space file: the structure to search and the run's settings.
+"""Typed form of a search space: the network structure to search (the run's settings, read from
+the same file, are :mod:`invnas.config`).
 
 Every class here is a frozen dataclass. The YAML loader (``invnas.space.loader``) validates a
 mapping against these classes field by field, so a field's type annotation, its ``Literal``
@@ -13,11 +14,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
+from invnas.config import positive
+
 OpKind = Literal["conv", "involution"]
-
-
-def _positive(**extra) -> dict:
-    return {"min": 1, **extra}
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,18 @@ class OpChoice:
 class ConvSpace:
     """Choices for a convolution candidate."""
 
-    kernel_size: tuple[int, ...] = field(default=(3,), metadata=_positive(odd=True, max=31))
-    groups: tuple[int, ...] = field(default=(1,), metadata=_positive(max=8192))
+    kernel_size: tuple[int, ...] = field(default=(3,), metadata=positive(odd=True, max=31))
+    groups: tuple[int, ...] = field(default=(1,), metadata=positive(max=8192))
 
 
 @dataclass(frozen=True)
 class InvolutionSpace:
     """Choices for an involution candidate (give ``groups`` or ``group_channels``, not both)."""
 
-    kernel_size: tuple[int, ...] = field(default=(7,), metadata=_positive(odd=True, max=31))
-    groups: tuple[int, ...] | None = field(default=None, metadata=_positive(max=8192))
-    group_channels: tuple[int, ...] | None = field(default=None, metadata=_positive(max=8192))
-    reduction: tuple[int, ...] = field(default=(4,), metadata=_positive(max=1024))
+    kernel_size: tuple[int, ...] = field(default=(7,), metadata=positive(odd=True, max=31))
+    groups: tuple[int, ...] | None = field(default=None, metadata=positive(max=8192))
+    group_channels: tuple[int, ...] | None = field(default=None, metadata=positive(max=8192))
+    reduction: tuple[int, ...] = field(default=(4,), metadata=positive(max=1024))
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,9 @@ class StemSpec:
     """
 
     kind: Literal["conv", "resnet", "rednet"] = "conv"
-    channels: int = field(default=32, metadata=_positive(max=8192))
-    kernel_size: int = field(default=3, metadata=_positive(odd=True, max=31))
-    stride: int = field(default=1, metadata=_positive(max=4))
+    channels: int = field(default=32, metadata=positive(max=8192))
+    kernel_size: int = field(default=3, metadata=positive(odd=True, max=31))
+    stride: int = field(default=1, metadata=positive(max=4))
     pool: bool = False
 
 
@@ -143,12 +142,12 @@ class StageSpec:
     """
 
     name: str
-    depth: tuple[int, ...] = field(metadata=_positive(max=64))
-    width: tuple[int, ...] = field(metadata=_positive(max=8192))
+    depth: tuple[int, ...] = field(metadata=positive(max=64))
+    width: tuple[int, ...] = field(metadata=positive(max=8192))
     ops: OpSpace
-    stride: int = field(default=1, metadata=_positive(max=4))
+    stride: int = field(default=1, metadata=positive(max=4))
     block: Literal["bottleneck", "basic"] = "bottleneck"
-    expansion: int = field(default=4, metadata=_positive(max=16))
+    expansion: int = field(default=4, metadata=positive(max=16))
     granularity: Literal["stage", "block"] = "stage"
     blocks: tuple[str, ...] | None = field(default=None, metadata={"unique": False})
 
@@ -168,126 +167,19 @@ class StageSpec:
 class InputSpec:
     """Shape of one input image."""
 
-    channels: int = field(default=3, metadata=_positive(max=64))
-    size: int = field(default=32, metadata=_positive(max=4096))
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the images come from and how they are split (splits are fixed by the seed)."""
-
-    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
-    path: str | None = None
-    val_fraction: float = field(default=0.1, metadata={"exclusive_min": 0.0, "max": 0.5})
-    test_fraction: float = field(default=0.2, metadata={"exclusive_min": 0.0, "max": 0.5})
-    batch_size: int = field(default=64, metadata=_positive(max=65536))
-    augment: bool = False
-    synthetic_samples: int = field(default=512, metadata=_positive(max=1_000_000))
-    num_workers: int = field(default=0, metadata={"min": 0, "max": 64})
-
-
-@dataclass(frozen=True)
-class SupernetConfig:
-    """Phase 1: weight-sharing supernet training.
-
-    ``epochs`` passes over the training split (cosine schedule, SGD with Nesterov momentum);
-    each batch trains the path(s) ``sampling`` picks: ``uniform`` one random architecture,
-    ``fair`` one per candidate op, every op once (gradients accumulated). A checkpoint is
-    written after every epoch; 0 epochs searches with the untrained supernet.
-    """
-
-    epochs: int = field(default=10, metadata={"min": 0, "max": 10_000})
-    sampling: Literal["uniform", "fair"] = "uniform"
-    lr: float = field(default=0.05, metadata={"exclusive_min": 0.0, "max": 10.0})
-    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
-    weight_decay: float = field(default=5e-5, metadata={"min": 0.0, "max": 1.0})
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Phase 2: Optuna-driven search over the supernet.
-
-    Each trial scores one architecture that ``sampler`` suggests: its subnet inherits the
-    supernet's weights, BatchNorm is recalibrated on ``bn_batches`` training batches, and the
-    trial reports validation accuracy, params, MACs and measured latency (batch 1). The search
-    ends when ``trials`` trials have *completed*; a failed trial is recorded and replaced,
-    until more than ``max_failures`` have failed (then the phase fails). Suggestions come in
-    batches of ``max_concurrent`` trials, run in parallel, and the next batch is asked for
-    once the whole batch has finished, so the same seed gives the same architectures.
-    ``objectives``: accuracy is maximised, params/macs/latency minimised; several give a Pareto
-    front. ``max_params`` / ``max_macs`` / ``max_latency_ms``: trials above them are
-    infeasible (told to the samplers that handle constraints: tpe, nsga2, nsga3, gp) and never
-    enter the front. ``cmaes`` handles a single objective only.
-    """
-
-    sampler: Literal["tpe", "nsga2", "nsga3", "gp", "random", "qmc", "cmaes"] = "tpe"
-    trials: int = field(default=32, metadata=_positive(max=1_000_000))
-    objectives: tuple[Literal["accuracy", "params", "macs", "latency"], ...] = ("accuracy",)
-    max_params: int | None = field(default=None, metadata=_positive())
-    max_macs: int | None = field(default=None, metadata=_positive())
-    max_latency_ms: float | None = field(default=None, metadata={"exclusive_min": 0.0})
-    bn_batches: int = field(default=10, metadata={"min": 0, "max": 100_000})
-    max_concurrent: int = field(default=2, metadata=_positive(max=4096))
-    max_failures: int = field(default=3, metadata={"min": 0, "max": 1_000_000})
-
-
-@dataclass(frozen=True)
-class RetrainConfig:
-    """Phase 3: retraining the winners and scoring them on the test split.
-
-    The ``top_k`` best distinct architectures (the Pareto front first, best by the first
-    objective; then the next front) are trained for ``epochs`` epochs, ``scratch`` from a
-    fresh initialisation or ``finetune`` from their inherited supernet weights, then scored
-    on the held-out test split.
-    """
-
-    top_k: int = field(default=3, metadata={"min": 0, "max": 1000})
-    mode: Literal["scratch", "finetune"] = "scratch"
-    epochs: int = field(default=15, metadata={"min": 0, "max": 10_000})
-    lr: float = field(default=0.05, metadata={"exclusive_min": 0.0, "max": 10.0})
-    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
-    weight_decay: float = field(default=5e-5, metadata={"min": 0.0, "max": 1.0})
-
-
-@dataclass(frozen=True)
-class ResourcesConfig:
-    """Where and on what the trials run.
-
-    ``address``: None starts a local Ray; ``auto`` or ``HOST:PORT`` joins a running cluster.
-    ``storage``: the directory (or ``file://`` URI) holding run directories, default
-    ``./runs``; with a cluster it must be absolute and shared by every node. Each trial gets
-    ``cpus_per_trial`` CPUs (and as many torch threads) and ``gpus_per_trial`` GPUs
-    (fractions allowed; > 0 runs the trial on CUDA).
-    """
-
-    address: str | None = None
-    storage: str | None = None
-    cpus_per_trial: float = field(default=1.0, metadata={"exclusive_min": 0.0, "max": 1024})
-    gpus_per_trial: float = field(default=0.0, metadata={"min": 0.0, "max": 64})
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The run's sections of a space file; every one has defaults."""
-
-    data: DataConfig = DataConfig()
-    supernet: SupernetConfig = SupernetConfig()
-    search: SearchConfig = SearchConfig()
-    retrain: RetrainConfig = RetrainConfig()
-    resources: ResourcesConfig = ResourcesConfig()
-    seed: int = field(default=0, metadata={"min": 0, "max": 2**31 - 1})
+    channels: int = field(default=3, metadata=positive(max=64))
+    size: int = field(default=32, metadata=positive(max=4096))
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A whole search space: input, stem, stages, head size and the run's settings."""
+    """A whole search space: input, stem, stages and head size."""
 
     name: str
     input: InputSpec
-    num_classes: int = field(metadata=_positive(max=1_000_000))
+    num_classes: int = field(metadata=positive(max=1_000_000))
     stem: StemSpec
     stages: tuple[StageSpec, ...]
-    run: RunConfig = RunConfig()
     source: str | None = field(default=None, compare=False)  # the file it was read from
 
     @property

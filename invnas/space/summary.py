@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from invnas.config import RunConfig
 from invnas.space.arch import cardinality, stage_cardinality
 from invnas.space.cost import bounds, cost
-from invnas.space.serialize import space_to_dict, the_arch
+from invnas.space.serialize import fixed_arch, space_to_dict
 from invnas.space.spec import SearchSpace
 
 
 def _cost_range(space: SearchSpace) -> dict[str, int]:
     keys = ("params_min", "params_max", "macs_min", "macs_max")
     if space.is_fixed:
-        one = cost(space, the_arch(space))
+        one = cost(space, fixed_arch(space))
         return dict(zip(keys, (one.params, one.params, one.macs, one.macs), strict=True))
     found = bounds(space)
     return {key: getattr(found, key) for key in keys}
 
 
-def summarize(space: SearchSpace) -> dict:
+def summarize(space: SearchSpace, run: RunConfig) -> dict:
     """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
-    plain = space_to_dict(space)
+    plain = space_to_dict(space, run)
     return {
         "name": space.name,
         "source": space.source,
@@ -45,5 +46,5 @@ def summarize(space: SearchSpace) -> dict:
             for stage in space.stages
         ],
         "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
-        | {"seed": space.run.seed},
+        | {"seed": run.seed},
     }

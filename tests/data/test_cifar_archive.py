@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from invnas.config import DataConfig
 from invnas.data import load_splits
 from invnas.data.cifar import read_cifar
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 
 def _dump(path, content):

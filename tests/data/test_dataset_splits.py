@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from invnas.config import DataConfig
 from invnas.data import (
     RandomCropFlip,
     check_num_classes,
@@ -13,7 +14,7 @@ from invnas.data import (
     resolve_data_path,
     stratified_split,
 )
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 
 def test_stratified_split_sizes_proportions_and_determinism():

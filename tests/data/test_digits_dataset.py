@@ -4,9 +4,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from invnas.config import DataConfig
 from invnas.data import load_splits
 from invnas.data.digits import DIGITS_SAMPLES
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from invnas.config import DataConfig
 from invnas.data import load_splits
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 200, 0), "red": (250, 10, 10)}
 

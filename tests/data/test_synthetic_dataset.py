@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from invnas.config import DataConfig
 from invnas.data import load_splits
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 
 
 def _load(seed, classes=4, samples=400):

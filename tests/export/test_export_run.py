@@ -13,7 +13,7 @@ import invnas
 from invnas.export import export_run
 from invnas.nn.supernet import Supernet
 from invnas.space.arch import Arch
-from invnas.space.loader import load_space
+from invnas.space.loader import load_space_file
 
 from .conftest import BEST_ARCH, OTHER_ARCH, fresh_environment_max_error, make_run
 
@@ -66,7 +66,7 @@ def test_inherited_weights_are_the_supernets_with_recalibrated_bn(
     run_dir: Path, tmp_path: Path
 ) -> None:
     out = export_run(run_dir, "trial:t_other", None, tmp_path / "other")
-    space = load_space(run_dir / "space.yaml")
+    space, config = load_space_file(run_dir / "space.yaml")
     supernet = Supernet(space)
     supernet.load_state_dict(torch.load(run_dir / "weights" / "supernet.pt", weights_only=True))
     extracted = supernet.extract(Arch.decode(OTHER_ARCH))
@@ -78,7 +78,7 @@ def test_inherited_weights_are_the_supernets_with_recalibrated_bn(
         if not _is_bn_buffer(key, extracted):
             assert torch.equal(value, inherited[key]), key
         elif key.endswith("num_batches_tracked"):
-            assert int(value) == space.run.search.bn_batches  # reset, then one per batch
+            assert int(value) == config.search.bn_batches  # reset, then one per batch
             recalibrated += 1
         else:
             assert not torch.allclose(value, inherited[key]), key

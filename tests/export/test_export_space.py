@@ -14,7 +14,7 @@ from invnas.export.exporter import EXPORT_FILES
 from invnas.nn import ArchNet
 from invnas.space.cost import cost
 from invnas.space.loader import load_space
-from invnas.space.serialize import the_arch
+from invnas.space.serialize import fixed_arch
 
 from .conftest import fresh_environment_max_error
 from .test_codegen import import_file
@@ -41,7 +41,7 @@ def test_directory_holds_the_five_files(exported: Path) -> None:
     assert metrics["accuracy"]["value"] is None
     assert metrics["latency_ms"]["value"] > 0
     space = load_space(exported / "arch.yaml")
-    assert metrics["params"]["value"] == cost(space, the_arch(space)).params
+    assert metrics["params"]["value"] == cost(space, fixed_arch(space)).params
 
 
 def test_model_py_reproduces_sample_without_invnas(exported: Path) -> None:
@@ -54,10 +54,10 @@ def test_arch_yaml_round_trip_costs_the_same(exported: Path, fixed_space_file: P
     assert main(["validate", str(exported / "arch.yaml")]) == 0
     original = load_space(fixed_space_file)
     again = load_space(exported / "arch.yaml")
-    assert the_arch(again) == the_arch(original)
-    assert cost(again, the_arch(again)) == cost(original, the_arch(original))
+    assert fixed_arch(again) == fixed_arch(original)
+    assert cost(again, fixed_arch(again)) == cost(original, fixed_arch(original))
     net = import_file(exported / "model.py", "tiny_model").build()
-    assert sum(p.numel() for p in net.parameters()) == cost(original, the_arch(original)).params
+    assert sum(p.numel() for p in net.parameters()) == cost(original, fixed_arch(original)).params
 
 
 def test_load_exported_is_the_invnas_model_with_the_same_outputs(exported: Path) -> None:

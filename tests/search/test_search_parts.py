@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from invnas.config import SearchConfig
 from invnas.search.objectives import Objective, constraint_violations, is_feasible, objectives_of
 from invnas.search.pareto import dominates, pareto_front, rank_by
 from invnas.search.ranking import rank_trials, summarise_front
@@ -23,7 +24,6 @@ from invnas.search.searcher import MAX_REPEATS, ArchSearcher
 from invnas.search.suggest import suggest_arch
 from invnas.space.arch import Arch, check_arch
 from invnas.space.loader import load_space
-from invnas.space.spec import SearchConfig
 
 from .conftest import TINY
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from invnas.config import RunConfig
 from invnas.resources import search_spaces_dir
-from invnas.space import SpaceError, cardinality, load_space, parse_space
+from invnas.space import SpaceError, cardinality, load_space, load_space_file, parse_space
+from invnas.space.loader import parse_space_file
 from invnas.space.spec import ConvSpace, InvolutionSpace
 
 EXAMPLES = ["quickstart", "cifar_hybrid", "imagenet_rednet"]
@@ -44,9 +46,8 @@ def test_example_spaces_load(name):
 
 
 def test_quickstart_is_small_and_set_up_for_the_digits():
-    space = load_space(search_spaces_dir() / "quickstart.yaml")
+    space, run = load_space_file(search_spaces_dir() / "quickstart.yaml")
     assert (space.input.channels, space.num_classes) == (1, 10)
-    run = space.run
     assert run.data.dataset == "digits"
     assert (run.search.sampler, run.search.objectives) == ("nsga2", ("accuracy", "macs"))
     assert run.search.trials == 16 and run.retrain.top_k == 2
@@ -54,29 +55,29 @@ def test_quickstart_is_small_and_set_up_for_the_digits():
 
 
 def test_imagenet_space_mirrors_rednet50():
-    space = load_space(search_spaces_dir() / "imagenet_rednet.yaml")
+    space, run = load_space_file(search_spaces_dir() / "imagenet_rednet.yaml")
     assert [stage.width for stage in space.stages] == [(256,), (512,), (1024,), (2048,)]
     for stage, rednet_depth in zip(space.stages, [3, 4, 6, 3], strict=True):
         assert rednet_depth in stage.depth
-    assert space.stem.kind == "rednet" and space.run.resources.gpus_per_trial == 1
+    assert space.stem.kind == "rednet" and run.resources.gpus_per_trial == 1
 
 
 def test_scalar_means_a_single_choice_and_defaults_fill_in():
     stage = tiny()["stages"][0] | {"depth": 2, "width": 32}
     stage["ops"] = {"conv": None, "involution": {"kernel_size": 7}}
-    space = parse_space(tiny(stages=[stage]))
+    space, run = parse_space_file(tiny(stages=[stage]))
     parsed = space.stages[0]
     assert (parsed.depth, parsed.width) == ((2,), (32,))
     assert parsed.ops.conv == ConvSpace()  # an op kind given empty takes its defaults
     # neither groups nor group_channels: RedNet's 16 channels per group
     assert parsed.ops.involution == InvolutionSpace(kernel_size=(7,), group_channels=(16,))
     assert space.name == "space" and space.source is None
-    assert space.run.search.sampler == "tpe"  # run sections default
+    assert run == RunConfig()  # run sections default
 
 
 def test_ints_are_accepted_for_floats_but_booleans_are_not_numbers():
-    space = parse_space(tiny(supernet={"lr": 1}))
-    assert space.run.supernet.lr == 1.0 and isinstance(space.run.supernet.lr, float)
+    run = parse_space_file(tiny(supernet={"lr": 1})).run
+    assert run.supernet.lr == 1.0 and isinstance(run.supernet.lr, float)
     with pytest.raises(SpaceError) as caught:
         parse_space(tiny(supernet={"lr": True}, seed=False))
     assert [p.path for p in caught.value.problems] == ["supernet.lr", "seed"]

@@ -15,13 +15,15 @@ from invnas.space import (
     cardinality,
     dump_space,
     enumerate_archs,
+    fixed_arch,
     fixed_space,
     load_space,
+    load_space_file,
     mutate,
     parse_space,
+    parse_space_file,
     sample,
     space_to_dict,
-    the_arch,
 )
 
 EXAMPLES = ["quickstart", "cifar_hybrid", "imagenet_rednet"]
@@ -34,13 +36,13 @@ def quickstart():
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_space_round_trips_through_a_dict_and_a_file(name, tmp_path):
-    space = load_space(search_spaces_dir() / f"{name}.yaml")
-    plain = space_to_dict(space)
+    space, run = load_space_file(search_spaces_dir() / f"{name}.yaml")
+    plain = space_to_dict(space, run)
     assert yaml.safe_load(yaml.safe_dump(plain)) == plain  # plain YAML types only
-    assert parse_space(plain) == space
-    dump_space(space, tmp_path / "copy.yaml")
-    again = load_space(tmp_path / "copy.yaml")
-    assert again == space and again.run == space.run
+    assert parse_space_file(plain) == (space, run)
+    dump_space(space, tmp_path / "copy.yaml", run)
+    again, again_run = load_space_file(tmp_path / "copy.yaml")
+    assert again == space and again_run == run
 
 
 def mixed_arch(space) -> Arch:
@@ -70,7 +72,7 @@ def test_fixed_space_of_a_mixed_arch_pins_the_blocks(quickstart, tmp_path):
     dump_space(fixed, path)
     loaded = load_space(path)
     assert loaded == fixed
-    assert the_arch(loaded) == arch
+    assert fixed_arch(loaded) == arch
     # every Arch helper sees exactly the one architecture
     assert list(enumerate_archs(loaded)) == [arch]
     assert sample(loaded, 3) == arch and mutate(loaded, arch, 3) == arch
@@ -82,13 +84,13 @@ def test_fixed_space_round_trip_for_sampled_archs(quickstart, tmp_path):
     for index in range(8):
         arch = sample(quickstart, rng)
         fixed = fixed_space(quickstart, arch, name=f"pick{index}")
-        assert the_arch(parse_space(space_to_dict(fixed))) == arch
+        assert fixed_arch(parse_space(space_to_dict(fixed))) == arch
 
 
 def test_the_arch_needs_a_fixed_space(quickstart):
     expected = f"{cardinality(quickstart)} architectures; expected a fixed space"
     with pytest.raises(ValueError, match=expected):
-        the_arch(quickstart)
+        fixed_arch(quickstart)
 
 
 def test_fixed_space_rejects_an_arch_from_elsewhere(quickstart):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from invnas.config import DataConfig
 from invnas.data import load_splits, make_loader
-from invnas.space.spec import DataConfig, InputSpec
+from invnas.space.spec import InputSpec
 from invnas.train import (
     NonFiniteLossError,
     evaluate,

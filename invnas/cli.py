@@ -262,9 +262,9 @@ def _run_with_progress(start: Callable) -> int:
     phase completed, 1 when one failed, 130 when interrupted (then resumable)."""
     from rich.console import Console
 
+    from invnas.report import run_summary
     from invnas.search.driver import PhaseInterrupted
     from invnas.search.progress import LiveProgressDisplay, ProgressDisplay, showing
-    from invnas.search.summary import run_succeeded, summary
 
     errors = Console(stderr=True)
     display = LiveProgressDisplay(errors) if errors.is_terminal else ProgressDisplay(errors)
@@ -277,8 +277,8 @@ def _run_with_progress(start: Callable) -> int:
     out = Console()
     if not out.is_terminal:
         out.width = 160
-    out.print(summary(results, run.path, run.load_space()), highlight=False)
-    return 0 if run_succeeded(results) else 1
+    out.print(run_summary(results, run), highlight=False)
+    return 0 if results.succeeded else 1
 
 
 # --- invnas export ---------------------------------------------------------------------------

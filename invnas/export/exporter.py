@@ -33,6 +33,7 @@ from invnas.export.picking import (
     choose,
     parse_pick,
 )
+from invnas.rundir import RunDir, RunResults, TrialMetrics, open_run
 from invnas.space.arch import Arch, cardinality
 from invnas.space.serialize import dump_space, fixed_arch, fixed_space
 from invnas.space.spec import SearchSpace
@@ -154,18 +155,8 @@ def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def run_space(run: Any) -> tuple[SearchSpace, RunConfig, dict]:
-    """The run's space, its settings with the command-line overrides it was started with (the
-    seed among them), and its run.json."""
-    from invnas.search.driver import apply_overrides
-
-    info = run.read_run_info()
-    space, config = run.load_space_file()
-    return space, apply_overrides(config, dict(info.get("overrides") or {})), info
-
-
 def _inherited_model(
-    run: Any, results: dict, space: SearchSpace, config: RunConfig, info: dict, arch: Arch
+    run: RunDir, results: RunResults, space: SearchSpace, config: RunConfig, arch: Arch
 ) -> tuple[nn.Module, dict]:
     """The supernet's weights for ``arch`` with BatchNorm recalibrated as the search did it
     (same training batches), and that model's accuracy on the validation split."""
@@ -174,18 +165,18 @@ def _inherited_model(
     from invnas.search.context import TrialContext, derive_seed
     from invnas.train.loops import evaluate
 
-    supernet_phase = results.get("phases", {}).get("supernet", {})
-    relative = supernet_phase.get("weights")
+    supernet_phase = results.phases.supernet
+    relative = supernet_phase.weights
     if not relative:
         raise ValueError(
             f"{run.results_file}: phases.supernet.weights: none recorded (supernet phase "
-            f"{supernet_phase.get('status', 'missing')!r}); no inherited weights to export"
+            f"{supernet_phase.status.value!r}); no inherited weights to export"
         )
     supernet = Supernet(space)
     supernet.load_state_dict(_load_state(run.path / relative, "supernet"))
     model = supernet.extract(arch)
     del supernet
-    context = TrialContext(space=space, run=config, data_root=info.get("data_root"))
+    context = TrialContext(space=space, run=config, data_root=run.read_info().data_root)
     splits = context.splits()
     batches = config.search.bn_batches or DEFAULT_BN_BATCHES
     calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
@@ -200,44 +191,43 @@ def _inherited_model(
     return model, {"accuracy": accuracy, "bn_recalibration": recalibration, "weights": relative}
 
 
-def _trial_source(run: Any, choice: Choice, phase: str, **extra: Any) -> dict[str, Any]:
-    return {"run": str(run.path), "trial_id": choice.trial["trial_id"], "phase": phase, **extra}
+def _trial_source(run: RunDir, choice: Choice, phase: str, **extra: Any) -> dict[str, Any]:
+    return {"run": str(run.path), "trial_id": choice.trial.trial_id, "phase": phase, **extra}
 
 
 def _retrained(
-    run: Any, choice: Choice, space: SearchSpace, arch: Arch
+    run: RunDir, choice: Choice, space: SearchSpace, arch: Arch
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """The phase-3 model of ``choice``, its metrics entries and a title."""
     from invnas.nn import build_model
 
     entry = choice.retrained
-    assert entry is not None
+    assert entry is not None and entry.weights is not None and entry.metrics is not None
     model = build_model(space, arch)
-    model.load_state_dict(_load_state(run.path / entry["weights"], "retrained"))
-    recorded = entry.get("metrics") or {}
-    source = _trial_source(run, choice, "retrain", rank=entry["rank"])
+    model.load_state_dict(_load_state(run.path / entry.weights, "retrained"))
+    recorded = entry.metrics
+    source = _trial_source(run, choice, "retrain", rank=entry.rank)
     metrics = {
-        "weights": {"kind": "retrained", "file": entry["weights"], "rank": entry["rank"]},
-        "accuracy": {"value": recorded.get("test_accuracy"), **source, "split": "test"},
-        "val_accuracy": {"value": recorded.get("val_accuracy"), **source, "split": "val"},
-        "latency_ms": {"value": recorded.get("latency_ms"), **source},
+        "weights": {"kind": "retrained", "file": entry.weights, "rank": entry.rank},
+        "accuracy": {"value": recorded.test_accuracy, **source, "split": "test"},
+        "val_accuracy": {"value": recorded.val_accuracy, **source, "split": "val"},
+        "latency_ms": {"value": recorded.latency_ms, **source},
     }
-    return model, metrics, f"rank {entry['rank']} retrained model of run {run.name}"
+    return model, metrics, f"rank {entry.rank} retrained model of run {run.name}"
 
 
 def _inherited(
-    run: Any,
-    results: dict,
+    run: RunDir,
+    results: RunResults,
     choice: Choice,
     space: SearchSpace,
     config: RunConfig,
-    info: dict,
     arch: Arch,
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """The supernet's model of ``choice`` (BatchNorm recalibrated), its metrics entries and a
     title."""
-    model, inherited = _inherited_model(run, results, space, config, info, arch)
-    recorded = choice.trial.get("metrics") or {}
+    model, inherited = _inherited_model(run, results, space, config, arch)
+    recorded = choice.trial.metrics
     metrics = {
         "weights": {
             "kind": "inherited",
@@ -248,12 +238,15 @@ def _inherited(
             "value": inherited["accuracy"],
             **_trial_source(run, choice, "export", split="val"),
         },
-        "latency_ms": {"value": recorded.get("latency_ms"), **_trial_source(run, choice, "search")},
+        "latency_ms": {
+            "value": recorded.latency_ms if recorded else None,
+            **_trial_source(run, choice, "search"),
+        },
     }
     return (
         model,
         metrics,
-        f"trial {choice.trial['trial_id']} of run {run.name} with supernet weights",
+        f"trial {choice.trial.trial_id} of run {run.name} with supernet weights",
     )
 
 
@@ -266,8 +259,6 @@ def export_run(
 ) -> Path:
     """Export the architecture ``pick`` selects from a finished run (see
     :mod:`invnas.export.picking` for ``pick`` and ``weights``); returns the export directory."""
-    from invnas.search.rundir import open_run
-
     parsed = parse_pick(pick)
     kind = check_weights_kind(weights)
     target = _prepare_out(out, force)
@@ -275,22 +266,22 @@ def export_run(
     results = run.read_results()
     check_search_finished(results, run.results_file)
     choice = choose(results, parsed, kind)
-    space, config, info = run_space(run)
-    arch = Arch.decode(choice.trial["arch"])
+    space, config = run.settings()
+    arch = Arch.decode(choice.trial.arch)
     if choice.retrained is not None:
         model, parts, title = _retrained(run, choice, space, arch)
     else:
-        model, parts, title = _inherited(run, results, choice, space, config, info, arch)
+        model, parts, title = _inherited(run, results, choice, space, config, arch)
     latency_ms = parts.pop("latency_ms")
-    recorded = choice.trial.get("metrics") or {}
+    recorded = choice.trial.metrics
     search_accuracy = _trial_source(run, choice, "search", split="val")
     metrics = {
         "arch": arch.encode(),
         "space": space.name,
-        "source": {"run": str(run.path), "pick": str(parsed), "trial_id": choice.trial["trial_id"]},
+        "source": {"run": str(run.path), "pick": str(parsed), "trial_id": choice.trial.trial_id},
         **parts,
         "supernet_accuracy": {
-            "value": recorded.get("accuracy"),
+            "value": recorded.accuracy if recorded else None,
             **search_accuracy,
             "weights": "supernet (inherited)",
         },
@@ -306,12 +297,10 @@ def export_run(
     return write_export(target, space, arch, model, metrics, about, config)
 
 
-def _check_recorded_cost(metrics: dict[str, Any], recorded: dict[str, Any]) -> None:
-    for key in ("params", "macs"):
-        if recorded.get(key) is not None and recorded[key] != metrics[key]["value"]:
-            log.warning(
-                "%s: the run recorded %s, the cost model gives %s",
-                key,
-                recorded[key],
-                metrics[key]["value"],
-            )
+def _check_recorded_cost(metrics: dict[str, Any], recorded: TrialMetrics | None) -> None:
+    if recorded is None:
+        return
+    for key, value in (("params", recorded.params), ("macs", recorded.macs)):
+        if value != metrics[key]["value"]:
+            counted = metrics[key]["value"]
+            log.warning("%s: the run recorded %s, the cost model gives %s", key, value, counted)

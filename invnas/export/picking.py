@@ -1,4 +1,4 @@
-"""Choosing what to export from a run's ``results.json``: the ``--pick`` and ``--weights`` rules.
+"""Choosing what to export from a run's results: the ``--pick`` and ``--weights`` rules.
 
 ``--pick best`` is the run's ``best`` trial (the most accurate of the Pareto set), ``rank:N``
 the retrained winner of rank N (1 = best), ``trial:ID`` any completed search trial.
@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from invnas.rundir.records import PhaseStatus, RetrainedRecord, RunResults, TrialRecord
 
 WeightsKind = Literal["retrained", "inherited"]
 WEIGHTS_KINDS: tuple[str, ...] = ("retrained", "inherited")
@@ -34,8 +36,8 @@ class Pick:
 class Choice:
     """What will be exported: the search trial, its retrained entry if any, and the weights."""
 
-    trial: dict
-    retrained: dict | None
+    trial: TrialRecord
+    retrained: RetrainedRecord | None
     weights: WeightsKind
 
 
@@ -62,87 +64,82 @@ def check_weights_kind(weights: str | None) -> WeightsKind | None:
     return weights  # type: ignore[return-value]
 
 
-def check_search_finished(results: dict, results_file: Path) -> None:
+def check_search_finished(results: RunResults, results_file: Path) -> None:
     """ValueError unless the run's search phase has completed."""
-    search = (results.get("phases") or {}).get("search") or {}
-    status = search.get("status", "missing")
-    if status != "completed":
+    status = results.phases.search.status
+    if status is not PhaseStatus.COMPLETED:
         raise ValueError(
-            f"{results_file}: phases.search.status: is {status!r}; export needs a finished search "
-            "(completed): let the run finish or resume it with invnas search --resume"
+            f"{results_file}: phases.search.status: is {status.value!r}; export needs a finished "
+            "search (completed): let the run finish or resume it with invnas search --resume"
         )
 
 
-def _completed_trial(results: dict, trial_id: str, pick: Pick) -> dict:
-    trials = [t for t in results.get("trials", []) if t.get("trial_id") == trial_id]
-    if not trials:
-        known = [
-            t.get("trial_id") for t in results.get("trials", []) if t.get("status") == "completed"
-        ]
-        shown = ", ".join(map(str, known[:8])) + (", ..." if len(known) > 8 else "")
+def _completed_trial(results: RunResults, trial_id: str, pick: Pick) -> TrialRecord:
+    trial = results.trial(trial_id)
+    if trial is None:
+        known = [t.trial_id for t in results.trials if t.status == "completed"]
+        shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
         raise ValueError(
             f"--pick: {pick}: no search trial {trial_id!r} in this run; completed trials: "
             f"{shown or 'none'}"
         )
-    trial = trials[0]
-    if trial.get("status") != "completed":
+    if trial.status != "completed":
         raise ValueError(
-            f"--pick: {pick}: trial {trial_id!r} is {trial.get('status')!r} "
-            f"({trial.get('error') or 'no error recorded'}); pick a completed trial"
+            f"--pick: {pick}: trial {trial_id!r} is {trial.status!r} "
+            f"({trial.error or 'no error recorded'}); pick a completed trial"
         )
     return trial
 
 
-def _retrained_for(results: dict, trial_id: str) -> dict | None:
-    done = [
-        r
-        for r in results.get("retrained", [])
-        if r.get("trial_id") == trial_id and r.get("status") == "completed" and r.get("weights")
-    ]
-    return min(done, key=lambda r: r["rank"]) if done else None
+def _has_weights(record: RetrainedRecord) -> bool:
+    return record.status == "completed" and record.weights is not None
 
 
-def _retrained_summary(results: dict) -> str:
-    done = [r for r in results.get("retrained", []) if r.get("status") == "completed"]
+def _retrained_for(results: RunResults, trial_id: str) -> RetrainedRecord | None:
+    done = [r for r in results.retrained if r.trial_id == trial_id and _has_weights(r)]
+    return min(done, key=lambda r: r.rank) if done else None
+
+
+def _retrained_summary(results: RunResults) -> str:
+    done = [r for r in results.retrained if r.status == "completed"]
     if not done:
         return "no model was retrained in this run"
-    return "retrained: " + ", ".join(f"rank {r['rank']} (trial {r['trial_id']})" for r in done)
+    return "retrained: " + ", ".join(f"rank {r.rank} (trial {r.trial_id})" for r in done)
 
 
-def choose(results: dict, pick: Pick, weights: WeightsKind | None) -> Choice:
+def choose(results: RunResults, pick: Pick, weights: WeightsKind | None) -> Choice:
     """Resolve ``pick`` and ``weights`` against a run's results; ValueError with the reason
     (naming ``--pick`` or ``--weights``) when they cannot be honoured."""
-    retrained: dict | None = None
+    retrained: RetrainedRecord | None = None
     if pick.kind == "best":
-        best = results.get("best")
-        if not best:
+        if results.best is None:
             raise ValueError(
                 "--pick: best: the run has no best trial (no completed feasible trial); "
                 "pick one with trial:ID"
             )
-        trial = _completed_trial(results, str(best["trial_id"]), pick)
+        trial = _completed_trial(results, results.best.trial_id, pick)
     elif pick.kind == "rank":
-        entries = [r for r in results.get("retrained", []) if r.get("rank") == pick.value]
+        entries = [r for r in results.retrained if r.rank == pick.value]
         if not entries:
             summary = _retrained_summary(results)
             raise ValueError(f"--pick: {pick}: no retrained model of rank {pick.value}; {summary}")
         entry = entries[0]
-        trial = _completed_trial(results, str(entry["trial_id"]), pick)
-        if entry.get("status") == "completed" and entry.get("weights"):
+        trial = _completed_trial(results, entry.trial_id, pick)
+        if _has_weights(entry):
             retrained = entry
         elif weights == "retrained" or weights is None:
             raise ValueError(
-                f"--pick: {pick}: retraining of rank {pick.value} is {entry.get('status')!r} "
-                f"({entry.get('error') or 'no weights recorded'}); use --weights inherited for "
+                f"--pick: {pick}: retraining of rank {pick.value} is {entry.status!r} "
+                f"({entry.error or 'no weights recorded'}); use --weights inherited for "
                 "the supernet's weights"
             )
     else:
         trial = _completed_trial(results, str(pick.value), pick)
     if pick.kind != "rank":
-        retrained = _retrained_for(results, str(trial["trial_id"]))
+        retrained = _retrained_for(results, trial.trial_id)
     if weights == "retrained" and retrained is None:
         raise ValueError(
-            f"--weights: retrained: trial {trial['trial_id']!r} was not retrained "
+            f"--weights: retrained: trial {trial.trial_id!r} was not retrained "
             f"({_retrained_summary(results)}); pick a retrained one with rank:N or use "
             "--weights inherited"
         )

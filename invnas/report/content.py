@@ -1,4 +1,4 @@
-"""What ``invnas report`` shows, as one JSON-ready dict built from a run's ``results.json``.
+"""What ``invnas report`` shows, as one JSON-ready dict built from a run's typed results.
 
 The tables, the pictures and ``--json`` all render this one dict, so they cannot disagree.
 """
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from invnas.report.correlation import kendall_tau_b, spearman_rho
 from invnas.report.hypervolume import hypervolume, normalized_points
+from invnas.rundir.records import RetrainedRecord, RunResults, TrialRecord, plain
 from invnas.space.arch import Arch
 
 MIN_RETRAINED_FOR_CORRELATION = 5
@@ -20,51 +22,44 @@ PUBLISHED_TAU = {  # Kendall tau, supernet vs stand-alone accuracy, 13 models on
     "single-path one-shot": 0.62,
     "FairNAS": 0.95,
 }
-DEFAULT_OBJECTIVES = [{"metric": "accuracy", "mode": "max"}]
 
 
-def build_report(run_path: str | Path, results: dict, stage_names: list[str] | None) -> dict:
-    """The report of the run at ``run_path`` whose parsed ``results.json`` is ``results``.
+def build_report(run_path: str | Path, results: RunResults, stage_names: list[str] | None) -> dict:
+    """The report of the run at ``run_path`` whose results are ``results``.
 
     ``stage_names`` label the stages of the architectures (default ``stage1``, ``stage2``...).
     """
-    objectives = results.get("objectives") or DEFAULT_OBJECTIVES
-    trials = results.get("trials", [])
-    completed = [t for t in trials if t.get("status") == "completed" and t.get("metrics")]
-    feasible = [t for t in completed if t.get("feasible", True)]
-    by_id = {t["trial_id"]: t for t in trials}
-    front = [by_id[i] for i in results.get("pareto", []) if i in by_id]
-    first = objectives[0]
-    front.sort(key=lambda t: _sort_key(t["metrics"][first["metric"]], first["mode"]))
-    retrained = results.get("retrained", [])
-    retrained_by_trial = {r["trial_id"]: r for r in retrained}
-    search = results.get("phases", {}).get("search", {})
+    objectives = [plain(o) for o in results.objectives]
+    completed = [t for t in results.trials if t.status == "completed" and t.metrics]
+    feasible = [t for t in completed if t.feasible]
+    by_id = {t.trial_id: t for t in results.trials}
+    front = [by_id[i] for i in results.pareto if i in by_id]
+    first = results.objectives[0]
+    front.sort(key=lambda t: _sort_key(t.metrics.as_mapping()[first.metric], first.mode))
+    search = results.phases.search
     return {
         "run": str(run_path),
-        "name": results.get("name"),
-        "seed": results.get("seed"),
-        "phases": results.get("phases", {}),
+        "name": results.name,
+        "seed": results.seed,
+        "phases": plain(results.phases),
         "objectives": objectives,
         "trials": {
-            "requested": search.get("trials_requested"),
+            "requested": search.trials_requested,
             "completed": len(completed),
-            "failed": sum(1 for t in trials if t.get("status") == "failed"),
+            "failed": sum(1 for t in results.trials if t.status == "failed"),
             "feasible": len(feasible),
             "pareto": len(front),
-            "repeats_skipped": search.get("repeats_skipped", 0),
+            "repeats_skipped": search.repeats_skipped,
         },
         "pareto": [
-            _front_row(trial, stage_names, retrained_by_trial.get(trial["trial_id"]))
-            for trial in front
+            _front_row(trial, stage_names, results.retrained_for(trial.trial_id)) for trial in front
         ],
-        "best": results.get("best"),
-        "retrained": retrained,
-        "rank_correlation": rank_correlation(
-            retrained, results.get("phases", {}).get("retrain", {}).get("mode")
-        ),
-        "op_frequency": op_frequency([t["arch"] for t in front], stage_names),
+        "best": plain(results.best),
+        "retrained": plain(results.retrained),
+        "rank_correlation": rank_correlation(results.retrained, results.phases.retrain.mode),
+        "op_frequency": op_frequency([t.arch for t in front], stage_names),
         "progress": progress(feasible, objectives),
-        "failures": results.get("failures", []),
+        "failures": plain(results.failures),
     }
 
 
@@ -91,22 +86,24 @@ def parse_arch(arch: str, stage_names: list[str] | None) -> list[dict]:
     ]
 
 
-def _front_row(trial: dict, stage_names: list[str] | None, retrained: dict | None) -> dict:
+def _front_row(
+    trial: TrialRecord, stage_names: list[str] | None, retrained: RetrainedRecord | None
+) -> dict:
     again = None
     if retrained is not None:
-        metrics = retrained.get("metrics") or {}
+        metrics = retrained.metrics
         again = {
-            "rank": retrained["rank"],
-            "status": retrained["status"],
-            "val_accuracy": metrics.get("val_accuracy"),
-            "test_accuracy": metrics.get("test_accuracy"),
+            "rank": retrained.rank,
+            "status": retrained.status,
+            "val_accuracy": metrics.val_accuracy if metrics else None,
+            "test_accuracy": metrics.test_accuracy if metrics else None,
         }
     return {
-        "trial_id": trial["trial_id"],
-        "number": trial.get("number"),
-        "arch": trial["arch"],
-        "metrics": trial["metrics"],
-        "stages": parse_arch(trial["arch"], stage_names),
+        "trial_id": trial.trial_id,
+        "number": trial.number,
+        "arch": trial.arch,
+        "metrics": trial.metrics.as_mapping(),
+        "stages": parse_arch(trial.arch, stage_names),
         "retrained": again,
     }
 
@@ -118,17 +115,15 @@ def _coefficients(x: list[float], y: list[float]) -> dict[str, float | None]:
     return {"kendall_tau": finite(kendall_tau_b(x, y)), "spearman_rho": finite(spearman_rho(x, y))}
 
 
-def rank_correlation(retrained: list[dict], mode: str | None = "scratch") -> dict:
+def rank_correlation(retrained: Sequence[RetrainedRecord], mode: str | None = "scratch") -> dict:
     """Kendall tau-b and Spearman rho between the supernet's accuracy of the retrained
     architectures and their stand-alone test (and validation) accuracy; the coefficients are
     None below :data:`MIN_RETRAINED_FOR_CORRELATION` retrained architectures. ``mode`` is how
     they were retrained (``scratch`` or ``finetune``)."""
     scored = [
-        r["metrics"]
+        r.metrics
         for r in retrained
-        if r.get("status") == "completed"
-        and r.get("metrics")
-        and r["metrics"].get("supernet_accuracy") is not None
+        if r.status == "completed" and r.metrics and r.metrics.supernet_accuracy is not None
     ]
     found: dict[str, Any] = {
         "n": len(scored),
@@ -139,9 +134,9 @@ def rank_correlation(retrained: list[dict], mode: str | None = "scratch") -> dic
         "published_kendall_tau": PUBLISHED_TAU,
     }
     if len(scored) >= MIN_RETRAINED_FOR_CORRELATION:
-        supernet = [m["supernet_accuracy"] for m in scored]
-        for split in ("test", "val"):
-            found[split] = _coefficients(supernet, [m[f"{split}_accuracy"] for m in scored])
+        supernet = [m.supernet_accuracy for m in scored]
+        found["test"] = _coefficients(supernet, [m.test_accuracy for m in scored])
+        found["val"] = _coefficients(supernet, [m.val_accuracy for m in scored])
     return found
 
 
@@ -162,32 +157,33 @@ def _weakly_dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(x <= y for x, y in zip(a, b, strict=True))
 
 
-def progress(feasible: list[dict], objectives: list[dict]) -> dict:
+def progress(feasible: Sequence[TrialRecord], objectives: list[dict]) -> dict:
     """The search's progress over its completed feasible trials in order: the best value of
     the first objective so far, and (with two objectives or more) the hypervolume so far.
 
     Hypervolume coordinates: the error ``1 - accuracy`` with reference 1, and each cost divided
     by its largest value among these trials with reference :data:`COST_REFERENCE`.
     """
-    ordered = sorted(feasible, key=lambda t: (t.get("number", 0), t["trial_id"]))
+    ordered = sorted(feasible, key=lambda t: (t.number, t.trial_id))
+    rows_metrics = [t.metrics.as_mapping() for t in ordered]
     first = objectives[0]
     several = len(objectives) > 1
     scales = {
-        o["metric"]: max([float(t["metrics"][o["metric"]]) for t in ordered] + [1e-12])
+        o["metric"]: max([float(m[o["metric"]]) for m in rows_metrics] + [1e-12])
         for o in objectives
         if o["metric"] != "accuracy"
     }
     reference = tuple(1.0 if o["metric"] == "accuracy" else COST_REFERENCE for o in objectives)
-    points = normalized_points([t["metrics"] for t in ordered], objectives, scales)
+    points = normalized_points(rows_metrics, objectives, scales)
     rows, best, front, volume = [], None, [], 0.0
     for k, trial in enumerate(ordered):
-        value = float(trial["metrics"][first["metric"]])
+        value = float(rows_metrics[k][first["metric"]])
         if best is None or _sort_key(value, first["mode"]) < _sort_key(best, first["mode"]):
             best = value
         rows.append(
             {
                 "trial": k + 1,
-                "trial_id": trial["trial_id"],
+                "trial_id": trial.trial_id,
                 first["metric"]: value,
                 "best": best,
                 "hypervolume": None,

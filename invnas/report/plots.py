@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from invnas.rundir.records import RunResults, TrialRecord
+
 PLOT_HINT = (
     'plots: matplotlib is not installed; install it with pip install "invnas[plot]" to get '
     "pareto.png, progress.png and op_frequency.png in the run directory"
@@ -31,14 +33,13 @@ def matplotlib_available() -> bool:
     return True
 
 
-def write_plots(report: dict, results: dict, directory: Path) -> dict[str, str]:
-    """Draw the pictures of ``report`` (``results`` is the run's ``results.json``) into
+def write_plots(report: dict, results: RunResults, directory: Path) -> dict[str, str]:
+    """Draw the pictures of ``report`` (of the run whose results are ``results``) into
     ``directory``; returns ``{kind: path}`` of the files written (nothing without completed
     trials). ImportError when matplotlib is missing."""
     from matplotlib.figure import Figure  # noqa: F401  (fail early, before any file is written)
 
-    completed = [t for t in results.get("trials", []) if t.get("status") == "completed"]
-    completed = [t for t in completed if t.get("metrics")]
+    completed = [t for t in results.trials if t.status == "completed" and t.metrics]
     written: dict[str, str] = {}
     if not completed:
         return written
@@ -71,7 +72,7 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def _pareto_plot(report: dict, completed: list[dict], path: Path) -> Path:
+def _pareto_plot(report: dict, completed: list[TrialRecord], path: Path) -> Path:
     metric = cost_metric(report["objectives"])
     scale = 1e6 if metric in ("macs", "params") else 1.0
     unit = " (millions)" if scale == 1e6 else ""
@@ -81,8 +82,8 @@ def _pareto_plot(report: dict, completed: list[dict], path: Path) -> Path:
     def xy(metrics: dict) -> tuple[float, float]:
         return float(metrics[metric]) / scale, 100 * float(metrics["accuracy"])
 
-    feasible = [xy(t["metrics"]) for t in completed if t.get("feasible", True)]
-    infeasible = [xy(t["metrics"]) for t in completed if not t.get("feasible", True)]
+    feasible = [xy(t.metrics.as_mapping()) for t in completed if t.feasible]
+    infeasible = [xy(t.metrics.as_mapping()) for t in completed if not t.feasible]
     if feasible:
         ax.scatter(*_columns(feasible), s=18, color="0.6", label="evaluated (supernet)")
     if infeasible:

@@ -4,7 +4,7 @@ completed, so that a run interrupted at any moment finishes when resumed.
 Example::
 
     run, results = run_search("search_spaces/quickstart.yaml", SearchOptions(name="demo"))
-    print(results["best"])  # the same as run.read_results()["best"]
+    print(results.best)  # the same as run.read_results().best
 """
 
 from __future__ import annotations
@@ -14,14 +14,28 @@ import dataclasses
 import datetime
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from invnas.config import ResourcesConfig, RunConfig
+from invnas.rundir import (
+    Failure,
+    Overrides,
+    PhaseName,
+    PhaseRecordT,
+    PhaseStatus,
+    RetrainPhase,
+    RunDir,
+    RunInfo,
+    RunResults,
+    empty_results,
+    open_run,
+)
 from invnas.search.context import TrialContext
 from invnas.search.objectives import objectives_of
 from invnas.search.progress import current_display
-from invnas.search.ranking import rank_trials, summarise_front
+from invnas.search.ranking import rank_trials, summarize_front
 from invnas.search.ray_session import (
     check_address,
     check_resources,
@@ -29,7 +43,6 @@ from invnas.search.ray_session import (
     ray_session,
     resolve_storage,
 )
-from invnas.search.rundir import RunDir, empty_results, open_run
 from invnas.space.spec import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -59,10 +72,16 @@ class SearchOptions:
     trials: int | None = None
     ray_temp_dir: str | None = None  # a local Ray's session directory (default: Ray's own)
 
-    def overrides(self) -> dict:
+    def overrides(self) -> Overrides:
         """The settings that override the space file (recorded in run.json)."""
-        keys = ("seed", "cpus_per_trial", "gpus_per_trial", "trials", "address", "storage")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return Overrides(
+            seed=self.seed,
+            trials=self.trials,
+            cpus_per_trial=self.cpus_per_trial,
+            gpus_per_trial=self.gpus_per_trial,
+            address=self.address,
+            storage=self.storage,
+        )
 
 
 def check_options(options: SearchOptions) -> None:
@@ -83,25 +102,9 @@ def check_options(options: SearchOptions) -> None:
     check_address(options.address)
 
 
-def apply_overrides(config: RunConfig, overrides: dict) -> RunConfig:
-    """``config`` with the command-line ``overrides`` (see :meth:`SearchOptions.overrides`)."""
-    search, resources = config.search, config.resources
-    if "trials" in overrides:
-        search = dataclasses.replace(search, trials=overrides["trials"])
-    resource_keys = ("cpus_per_trial", "gpus_per_trial", "address", "storage")
-    resources = dataclasses.replace(
-        resources, **{k: overrides[k] for k in resource_keys if k in overrides}
-    )
-    config = dataclasses.replace(
-        config, search=search, resources=resources, seed=overrides.get("seed", config.seed)
-    )
-    objectives_of(config.search)  # rejects repeated objectives early
-    return config
-
-
 def run_search(
     space_path: str | Path, options: SearchOptions = SearchOptions()
-) -> tuple[RunDir, dict]:
+) -> tuple[RunDir, RunResults]:
     """Start (or with ``options.resume``, continue) a search of the space file ``space_path``.
 
     Returns the run directory and its final results. ValueError (a SpaceError for the space
@@ -112,7 +115,7 @@ def run_search(
     check_options(options)
     space_path = Path(space_path)
     space, config = load_space_file(space_path)
-    config = apply_overrides(config, options.overrides())
+    config = options.overrides().apply(config)
     address = check_address(config.resources.address)
     storage = resolve_storage(config.resources.storage, joining=address is not None)
     name = options.name or f"{space.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -125,54 +128,53 @@ def run_search(
         raise ValueError(
             f"{path}: run directory exists; use --resume to continue it or choose another --name"
         )
-    info = {
-        "name": name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "invnas_version": _version(),
-        "seed": config.seed,
-        "overrides": options.overrides(),
-        "storage": str(storage),
-        "address": address,
-        "space_source": str(space_path.resolve()),
-        "data_root": str(space_path.resolve().parent),
-    }
+    info = RunInfo(
+        name=name,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        invnas_version=_version(),
+        seed=config.seed,
+        overrides=options.overrides(),
+        storage=str(storage),
+        address=address,
+        space_source=str(space_path.resolve()),
+        data_root=str(space_path.resolve().parent),
+    )
     space_text = space_path.read_text(encoding="utf-8")
     with _ray_for(config, address, storage, options.ray_temp_dir):
         run = RunDir.create(path, space_text, info)
-        run.write_results(empty_results(name, config))
+        run.write_results(empty_results(name, config, objectives_of(config.search)))
         return run, _execute(run, space, config, info)
 
 
-def resume_run(path: str | Path, options: SearchOptions = SearchOptions()) -> tuple[RunDir, dict]:
+def resume_run(
+    path: str | Path, options: SearchOptions = SearchOptions()
+) -> tuple[RunDir, RunResults]:
     """Finish the run at ``path``: completed phases are skipped, the phase in progress is
     restored from its Tune experiment. The run's recorded settings apply; ``options`` may
     change where it runs (address, cpus/gpus per trial), not what it computes."""
     check_options(options)
     run = open_run(path)
-    info = run.read_run_info()
-    recorded = dict(info.get("overrides", {}))
+    info = run.read_info()
+    recorded = info.overrides
     for key in ("seed", "trials"):
-        given = getattr(options, key)
-        if given is not None and given != recorded.get(key, given):
+        given, started = getattr(options, key), getattr(recorded, key)
+        if given is not None and started is not None and given != started:
             raise ValueError(
-                f"--{key}: {given}; the run was started with {recorded[key]} and resumes with it"
+                f"--{key}: {given}; the run was started with {started} and resumes with it"
             )
-    recorded.pop("address", None)
-    recorded.update(
-        {
-            k: v
-            for k, v in options.overrides().items()
-            if k in ("cpus_per_trial", "gpus_per_trial", "address")
-        }
-    )
+    where = {
+        key: getattr(options, key)
+        for key in ("cpus_per_trial", "gpus_per_trial")
+        if getattr(options, key) is not None
+    }
+    overrides = dataclasses.replace(recorded, address=options.address, **where)
     space, config = run.load_space_file()
-    config = apply_overrides(config, recorded)
+    config = overrides.apply(config)
     address = check_address(config.resources.address)
     with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
-        try:
-            run.read_results()
-        except ValueError:  # killed before its first results.json
-            run.write_results(empty_results(info["name"], config))
+        if not run.results_file.is_file():  # killed before its first results.json
+            run.write_results(empty_results(info.name, config, objectives_of(config.search)))
+        run.read_results()  # a damaged one is a clear error before any work
         log.info("resuming run %s", run.path)
         return run, _execute(run, space, config, info)
 
@@ -192,13 +194,6 @@ def _version() -> str:
     import invnas
 
     return invnas.__version__
-
-
-def _set_phase(run: RunDir, results: dict, phase: str, entry: dict, failures=()) -> None:
-    results["phases"][phase] = entry
-    results["failures"] = [f for f in results["failures"] if f["phase"] != phase]
-    results["failures"].extend(failures)
-    run.write_results(results)
 
 
 def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> None:
@@ -228,44 +223,49 @@ def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> N
     cpu.load_extension()
 
 
-def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: dict) -> dict:
+def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) -> RunResults:
     build_involution_kernel(space, config.resources)
     resources_config = config.resources
     resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
     context = TrialContext(
         space=space,
         run=config,
-        data_root=info.get("data_root"),
+        data_root=info.data_root,
         cpus=resources_config.cpus_per_trial,
         gpus=resources_config.gpus_per_trial,
     )
     try:
-        return _run_phases(run, space, context, resources)
+        return _run_phases(run, context, resources)
     except KeyboardInterrupt:
         raise PhaseInterrupted(run.path) from None
 
 
-def _run_phases(
-    run: RunDir, space: SearchSpace, context: TrialContext, resources: dict[str, float]
-) -> dict:
+PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], RunResults]
+
+
+def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float]) -> RunResults:
     """Run every phase not completed yet, in order; stop after a phase that fails."""
     results = run.read_results()
-    for phase, run_phase in (
+    phases: tuple[tuple[PhaseName, PhaseRunner], ...] = (
         ("supernet", _supernet),
         ("search", _search),
         ("retrain", _retrain),
-    ):
-        if results["phases"][phase]["status"] == "completed":
+    )
+    for phase, run_phase in phases:
+        record = getattr(results.phases, phase)
+        if record.status is PhaseStatus.COMPLETED:
             continue
-        _set_phase(run, results, phase, {**results["phases"][phase], "status": "running"})
+        results = results.with_phase(phase, dataclasses.replace(record, status=PhaseStatus.RUNNING))
+        run.write_results(results)
         display = current_display()
         if display is not None:
             display.start_phase(phase, *_amount_of_work(context.run, phase))
-        entry, failures = run_phase(run, space, context, resources, results)
-        _set_phase(run, results, phase, entry, failures)
+        results = run_phase(run, context, resources, results)
+        run.write_results(results)
+        status = getattr(results.phases, phase).status
         if display is not None:
-            display.end_phase(phase, entry["status"])
-        if entry["status"] != "completed":
+            display.end_phase(phase, status.value)
+        if status is not PhaseStatus.COMPLETED:
             break
     return results
 
@@ -278,47 +278,44 @@ def _amount_of_work(config: RunConfig, phase: str) -> tuple[int, str]:
     return config.retrain.top_k, "trials"
 
 
-def _supernet(run, space, context, resources, results) -> tuple[dict, list]:
+def _supernet(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
     from invnas.search.supernet_phase import run_supernet_phase
 
-    entry = _guard(run_supernet_phase(run, context, resources))
-    failures = []
-    if entry["status"] == "failed":
-        failures = [{"phase": "supernet", "trial_id": None, "arch": None, "error": entry["error"]}]
-    return entry, failures
+    record = _guard(run_supernet_phase(run, context, resources))
+    failures = ()
+    if record.status is PhaseStatus.FAILED:
+        failures = (Failure("supernet", None, None, record.error or "failed"),)
+    return results.with_phase("supernet", record, failures)
 
 
-def _search(run, space, context, resources, results) -> tuple[dict, list]:
+def _search(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
     from invnas.search.search_phase import run_search_phase
 
     settings = context.run.search
-    entry, records, failures = run_search_phase(run, context, resources, settings.trials)
-    _guard(entry)
-    results["trials"] = records
-    results.update(summarise_front(records, objectives_of(settings)))
-    return entry, failures
+    record, trials, failures = run_search_phase(run, context, resources, settings.trials)
+    _guard(record)
+    pareto, best = summarize_front(trials, objectives_of(settings))
+    results = dataclasses.replace(results, trials=trials, pareto=pareto, best=best)
+    return results.with_phase("search", record, failures)
 
 
-def _retrain(run, space, context, resources, results) -> tuple[dict, list]:
+def _retrain(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
     from invnas.search.retrain_phase import run_retrain_phase
 
-    ranked = rank_trials(results["trials"], objectives_of(context.run.search))
-    if not ranked and context.run.retrain.top_k > 0:
-        entry = {
-            "status": "failed",
-            "mode": context.run.retrain.mode,
-            "error": "no completed feasible architecture to retrain",
-        }
-        return entry, []
-    entry, retrained, failures = run_retrain_phase(run, context, resources, ranked)
-    _guard(entry)
-    results["retrained"] = retrained
-    return entry, failures
+    settings = context.run.retrain
+    ranked = rank_trials(results.trials, objectives_of(context.run.search))
+    if not ranked and settings.top_k > 0:
+        error = "no completed feasible architecture to retrain"
+        return results.with_phase("retrain", RetrainPhase(PhaseStatus.FAILED, settings.mode, error))
+    record, retrained, failures = run_retrain_phase(run, context, resources, ranked)
+    _guard(record)
+    results = dataclasses.replace(results, retrained=retrained)
+    return results.with_phase("retrain", record, failures)
 
 
-def _guard(entry: dict) -> dict:
-    """``entry``, unless its phase was interrupted by Ctrl-C (Tune then returns early instead
+def _guard(record: PhaseRecordT) -> PhaseRecordT:
+    """``record``, unless its phase was interrupted by Ctrl-C (Tune then returns early instead
     of raising): that raises KeyboardInterrupt rather than passing for finished."""
-    if entry.get("status") == "interrupted":
+    if record.status is PhaseStatus.INTERRUPTED:
         raise KeyboardInterrupt
-    return entry
+    return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
+from invnas.rundir import PhaseRecordT, PhaseStatus
 from invnas.search.progress import TuneProgress
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,11 @@ def unfinished(grid: tune.ResultGrid) -> bool:
     return grid.num_terminated + grid.num_errors < len(grid)
 
 
-def interrupted_entry(phase_entry: dict) -> dict:
-    """``phase_entry`` marked interrupted (the driver then stops; resume finishes it)."""
-    return {**phase_entry, "status": "interrupted", "error": "interrupted before its end"}
+def interrupted(record: PhaseRecordT) -> PhaseRecordT:
+    """``record`` marked interrupted (the driver then stops; resume finishes it)."""
+    return dataclasses.replace(
+        record, status=PhaseStatus.INTERRUPTED, error="interrupted before its end"
+    )
 
 
 TRAINING_STATE_FILE = "training.pt"

@@ -10,9 +10,9 @@ the Pareto front.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from invnas.config import SearchConfig
+from invnas.rundir.records import Objective
 
 METRIC_OF_OBJECTIVE = {
     "accuracy": "accuracy",
@@ -21,21 +21,6 @@ METRIC_OF_OBJECTIVE = {
     "latency": "latency_ms",
 }
 TRIAL_METRICS = ("accuracy", "params", "macs", "latency_ms")
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One objective: a trial metric and whether to maximise or minimise it."""
-
-    metric: str
-    mode: str  # "max" or "min"
-
-    def to_dict(self) -> dict:
-        return {"metric": self.metric, "mode": self.mode}
-
-    def better(self, a: float, b: float) -> bool:
-        """True when value ``a`` is strictly better than ``b``."""
-        return a > b if self.mode == "max" else a < b
 
 
 def objectives_of(search: SearchConfig) -> list[Objective]:

@@ -9,12 +9,21 @@ from pathlib import Path
 import torch
 from ray import tune
 
+from invnas.rundir import (
+    Failure,
+    PhaseStatus,
+    RetrainedMetrics,
+    RetrainedRecord,
+    RetrainPhase,
+    RunDir,
+    TrialRecord,
+)
 from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     TRAINING_STATE_FILE,
     copy_checkpoint_weights,
     fit,
-    interrupted_entry,
+    interrupted,
     parse_trial_dirname,
     report_with_checkpoint,
     run_config,
@@ -23,7 +32,6 @@ from invnas.search.experiment import (
     unfinished,
 )
 from invnas.search.progress import TuneProgress
-from invnas.search.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +117,11 @@ def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | No
         report_with_checkpoint(model, optimizer, scheduler, epoch + 1, metrics, WEIGHTS_FILE)
 
 
-def candidates_of(ranked_trials: list[dict], top_k: int) -> list[dict]:
-    """The retrain candidates (rank 1 = best) from search trial records ranked best first."""
+def candidates_of(ranked_trials: list[TrialRecord], top_k: int) -> list[dict]:
+    """The retrain candidates (rank 1 = best) from search trial records ranked best first, as
+    the Tune trials' configs."""
     return [
-        {"rank": rank, "trial_id": trial["trial_id"], "arch": trial["arch"]}
+        {"rank": rank, "trial_id": trial.trial_id, "arch": trial.arch}
         for rank, trial in enumerate(ranked_trials[:top_k], start=1)
     ]
 
@@ -121,15 +130,15 @@ def run_retrain_phase(
     run: RunDir,
     context: TrialContext,
     resources: dict[str, float],
-    ranked_trials: list[dict],
-) -> tuple[dict, list[dict], list[dict]]:
+    ranked_trials: list[TrialRecord],
+) -> tuple[RetrainPhase, tuple[RetrainedRecord, ...], tuple[Failure, ...]]:
     """Retrain the top-k of ``ranked_trials`` (search trial records, best first). Returns the
-    phase entry, the ``retrained`` records and the failure records."""
+    phase's record, the retrained records and the failures."""
     settings = context.run.retrain
-    entry = {"status": "completed", "mode": settings.mode, "error": None}
+    record = RetrainPhase(PhaseStatus.COMPLETED, settings.mode)
     candidates = candidates_of(ranked_trials, settings.top_k)
     if not candidates:
-        return entry, [], []
+        return record, (), ()
     weights = str(run.supernet_weights) if settings.mode == "finetune" else None
     trainable = tune.with_resources(
         tune.with_parameters(retrain_arch, context=context, supernet_weights=weights),
@@ -147,49 +156,37 @@ def run_retrain_phase(
 
     grid = fit(run.retrain_dir, trainable, new_tuner)
     if unfinished(grid):
-        return interrupted_entry(entry), [], []
-    by_trial = {t["trial_id"]: t for t in ranked_trials}
-    retrained, failures = [], []
+        return interrupted(record), (), ()
+    by_trial = {t.trial_id: t for t in ranked_trials}
+    retrained: list[RetrainedRecord] = []
+    failures: list[Failure] = []
     for result in sorted(
         (grid[i] for i in range(len(grid))), key=lambda r: r.config["candidate"]["rank"]
     ):
         candidate = result.config["candidate"]
-        searched = by_trial.get(candidate["trial_id"], {}).get("metrics") or {}
-        record = {
-            "rank": candidate["rank"],
-            "trial_id": candidate["trial_id"],
-            "arch": candidate["arch"],
-            "status": "completed",
-            "metrics": None,
-            "weights": None,
-            "error": trial_error(result),
-        }
+        rank, trial_id, arch = candidate["rank"], candidate["trial_id"], candidate["arch"]
         metrics = result.metrics or {}
-        if record["error"] is None and "test_accuracy" not in metrics:
-            record["error"] = "the retrain trial ended before its last epoch"
-        if record["error"] is not None:
-            record["status"] = "failed"
-            failures.append(
-                {
-                    "phase": "retrain",
-                    "trial_id": parse_trial_dirname(result.path)[1],
-                    "arch": candidate["arch"],
-                    "error": record["error"],
-                }
-            )
-        else:
-            record["metrics"] = {
-                "supernet_accuracy": searched.get("accuracy"),
-                "val_accuracy": float(metrics["val_accuracy"]),
-                "test_accuracy": float(metrics["test_accuracy"]),
-                "params": searched.get("params"),
-                "macs": searched.get("macs"),
-                "latency_ms": float(metrics["latency_ms"]),
-            }
-            target = run.retrain_weights(candidate["rank"])
-            copy_checkpoint_weights(result.checkpoint, WEIGHTS_FILE, target)
-            record["weights"] = str(target.relative_to(run.path))
-        retrained.append(record)
-    if retrained and all(r["status"] == "failed" for r in retrained):
-        entry.update(status="failed", error=f"all {len(retrained)} retrain trials failed")
-    return entry, retrained, failures
+        error = trial_error(result)
+        if error is None and "test_accuracy" not in metrics:
+            error = "the retrain trial ended before its last epoch"
+        if error is not None:
+            retrained.append(RetrainedRecord(rank, trial_id, arch, "failed", error=error))
+            failures.append(Failure("retrain", parse_trial_dirname(result.path)[1], arch, error))
+            continue
+        searched = by_trial[trial_id].metrics if trial_id in by_trial else None
+        target = run.retrain_weights(rank)
+        copy_checkpoint_weights(result.checkpoint, WEIGHTS_FILE, target)
+        measured = RetrainedMetrics(
+            val_accuracy=float(metrics["val_accuracy"]),
+            test_accuracy=float(metrics["test_accuracy"]),
+            latency_ms=float(metrics["latency_ms"]),
+            supernet_accuracy=searched.accuracy if searched else None,
+            params=searched.params if searched else None,
+            macs=searched.macs if searched else None,
+        )
+        weights = str(target.relative_to(run.path))
+        retrained.append(RetrainedRecord(rank, trial_id, arch, "completed", measured, weights))
+    if retrained and all(r.status == "failed" for r in retrained):
+        error = f"all {len(retrained)} retrain trials failed"
+        record = RetrainPhase(PhaseStatus.FAILED, settings.mode, error)
+    return record, tuple(retrained), tuple(failures)

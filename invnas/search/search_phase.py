@@ -5,6 +5,7 @@ params, MACs and measured latency."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -15,10 +16,11 @@ import ray
 import torch
 from ray import tune
 
+from invnas.rundir import Failure, PhaseStatus, RunDir, SearchPhase, TrialMetrics, TrialRecord
 from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     fit,
-    interrupted_entry,
+    interrupted,
     parse_trial_dirname,
     run_config,
     trial_dirname,
@@ -27,7 +29,6 @@ from invnas.search.experiment import (
 )
 from invnas.search.objectives import is_feasible, objectives_of
 from invnas.search.progress import TuneProgress
-from invnas.search.rundir import RunDir
 from invnas.search.samplers import make_sampler, uses_categorical, uses_constraints
 from invnas.search.searcher import DUPLICATE_ATTR, ArchSearcher
 from invnas.search.suggest import ARCH_KEY, suggest_arch
@@ -146,9 +147,9 @@ def _remove_lock(run: RunDir) -> None:
 
 def run_search_phase(
     run: RunDir, context: TrialContext, resources: dict[str, float], trials: int
-) -> tuple[dict, list[dict], list[dict]]:
-    """Run (or finish) the search. Returns the phase's results.json entry, the trial records
-    (completed and failed, in order) and the failure records."""
+) -> tuple[SearchPhase, tuple[TrialRecord, ...], tuple[Failure, ...]]:
+    """Run (or finish) the search. Returns the phase's record, the trial records (completed
+    and failed, in order) and the failures."""
     settings = context.run.search
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -176,26 +177,25 @@ def run_search_phase(
     _remove_lock(run)  # a driver killed while holding it leaves it behind
     grid = fit(run.search_dir, trainable, new_tuner)
     records, failures = collect_trials(grid, context)
-    completed = sum(1 for r in records if r["status"] == "completed")
+    completed = sum(1 for r in records if r.status == "completed")
     failed = len(records) - completed
-    entry = {
-        "status": "completed",
-        "trials_requested": trials,
-        "trials_completed": completed,
-        "trials_failed": failed,
-        "repeats_skipped": _repeats_skipped(run),
-        "sampler": settings.sampler,
-        "error": None,
-    }
+    record = SearchPhase(
+        PhaseStatus.COMPLETED,
+        trials_requested=trials,
+        sampler=settings.sampler,
+        trials_completed=completed,
+        trials_failed=failed,
+        repeats_skipped=_repeats_skipped(run),
+    )
     if unfinished(grid) or (completed < trials and failed <= settings.max_failures):
-        return interrupted_entry(entry), records, failures
+        return interrupted(record), records, failures
     if failed > settings.max_failures:
-        entry.update(
-            status="failed",
-            error=f"{failed} search trials failed, more than search.max_failures "
-            f"({settings.max_failures})",
+        error = (
+            f"{failed} search trials failed, more than search.max_failures "
+            f"({settings.max_failures})"
         )
-    return entry, records, failures
+        record = dataclasses.replace(record, status=PhaseStatus.FAILED, error=error)
+    return record, records, failures
 
 
 def _repeats_skipped(run: RunDir) -> int:
@@ -209,14 +209,17 @@ def _repeats_skipped(run: RunDir) -> int:
     return sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
-def collect_trials(grid: tune.ResultGrid, context: TrialContext) -> tuple[list[dict], list[dict]]:
-    """Trial records (results.json ``trials``) and failure records from a finished search,
-    in the order Tune created the trials."""
+def collect_trials(
+    grid: tune.ResultGrid, context: TrialContext
+) -> tuple[tuple[TrialRecord, ...], tuple[Failure, ...]]:
+    """Trial records and failures from a finished search, in the order Tune created the
+    trials."""
     settings = context.run.search
     results = sorted(
         (grid[i] for i in range(len(grid))), key=lambda r: parse_trial_dirname(r.path)[0]
     )
-    records, failures = [], []
+    records: list[TrialRecord] = []
+    failures: list[Failure] = []
     for result in results:
         trial_id = parse_trial_dirname(result.path)[1]
         error = trial_error(result)
@@ -224,24 +227,16 @@ def collect_trials(grid: tune.ResultGrid, context: TrialContext) -> tuple[list[d
         arch = (result.config or {}).get(ARCH_KEY)
         if error is None and "accuracy" not in metrics:
             continue  # stopped before reporting: neither completed nor failed
-        record = {
-            "trial_id": trial_id,
-            "number": len(records),
-            "arch": arch,
-            "status": "failed" if error is not None else "completed",
-            "metrics": None,
-            "feasible": False,
-            "error": error,
-        }
-        if error is None:
-            record["metrics"] = {
-                "accuracy": float(metrics["accuracy"]),
-                "params": int(metrics["params"]),
-                "macs": int(metrics["macs"]),
-                "latency_ms": float(metrics["latency_ms"]),
-            }
-            record["feasible"] = is_feasible(settings, record["metrics"])
-        else:
-            failures.append({"phase": "search", "trial_id": trial_id, "arch": arch, "error": error})
-        records.append(record)
-    return records, failures
+        if error is not None:
+            records.append(TrialRecord(trial_id, len(records), arch, "failed", error=error))
+            failures.append(Failure("search", trial_id, arch, error))
+            continue
+        measured = TrialMetrics(
+            accuracy=float(metrics["accuracy"]),
+            params=int(metrics["params"]),
+            macs=int(metrics["macs"]),
+            latency_ms=float(metrics["latency_ms"]),
+        )
+        feasible = is_feasible(settings, measured.as_mapping())
+        records.append(TrialRecord(trial_id, len(records), arch, "completed", measured, feasible))
+    return tuple(records), tuple(failures)

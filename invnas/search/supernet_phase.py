@@ -7,12 +7,13 @@ from pathlib import Path
 
 from ray import tune
 
+from invnas.rundir import PhaseStatus, RunDir, SupernetPhase
 from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
     TRAINING_STATE_FILE,
     copy_checkpoint_weights,
     fit,
-    interrupted_entry,
+    interrupted,
     report_with_checkpoint,
     run_config,
     trial_dirname,
@@ -20,7 +21,6 @@ from invnas.search.experiment import (
     unfinished,
 )
 from invnas.search.progress import TuneProgress
-from invnas.search.rundir import RunDir
 from invnas.space.arch import sample
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,11 @@ def train_supernet(config: dict, context: TrialContext) -> None:
         report_with_checkpoint(supernet, optimizer, scheduler, epoch + 1, metrics, WEIGHTS_FILE)
 
 
-def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, float]) -> dict:
+def run_supernet_phase(
+    run: RunDir, context: TrialContext, resources: dict[str, float]
+) -> SupernetPhase:
     """Train (or finish training) the supernet; copy its final weights to
-    ``weights/supernet.pt``. Returns the phase's results.json entry."""
+    ``weights/supernet.pt``. Returns the phase's record."""
     settings = context.run.supernet
     trainable = tune.with_resources(
         tune.with_parameters(train_supernet, context=context), resources
@@ -124,26 +126,19 @@ def run_supernet_phase(run: RunDir, context: TrialContext, resources: dict[str, 
 
     grid = fit(run.supernet_dir, trainable, new_tuner)
     result = grid[0]
-    entry = {
-        "status": "completed",
-        "epochs": settings.epochs,
-        "val_accuracy": None,
-        "weights": None,
-        "error": None,
-    }
     if unfinished(grid):
-        return interrupted_entry(entry)
+        return interrupted(SupernetPhase(PhaseStatus.RUNNING, settings.epochs))
     error = trial_error(result)
     if error is not None:
-        entry.update(status="failed", error=error)
-        return entry
+        return SupernetPhase(PhaseStatus.FAILED, settings.epochs, error=error)
     metrics = result.metrics or {}
     if result.checkpoint is None or metrics.get("epoch") != settings.epochs:
-        entry.update(status="failed", error="the supernet trial ended without its last epoch")
-        return entry
+        error = "the supernet trial ended without its last epoch"
+        return SupernetPhase(PhaseStatus.FAILED, settings.epochs, error=error)
     copy_checkpoint_weights(result.checkpoint, WEIGHTS_FILE, run.supernet_weights)
-    entry.update(
+    return SupernetPhase(
+        PhaseStatus.COMPLETED,
+        settings.epochs,
         val_accuracy=metrics.get("val_accuracy"),
         weights=str(run.supernet_weights.relative_to(run.path)),
     )
-    return entry

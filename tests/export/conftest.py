@@ -114,7 +114,7 @@ def _trial(space, trial_id: str, number: int, arch: str, accuracy: float, status
                 "latency_ms": 1.5,
             }
             if completed
-            else {}
+            else None
         ),
         "feasible": completed,
         "error": None if completed else "RuntimeError: boom",
@@ -139,6 +139,7 @@ def make_run(root: Path, search_status: str = "completed") -> Path:
     retrained = build_model(space, Arch.decode(BEST_ARCH))
     randomize_batchnorm(retrained, seed=4)
     torch.save(retrained.state_dict(), run / "weights" / "retrain" / "1.pt")
+    best_trial = _trial(space, "t_best", 0, BEST_ARCH, 0.5)
     results = {
         "name": "run",
         "seed": 0,
@@ -163,12 +164,12 @@ def make_run(root: Path, search_status: str = "completed") -> Path:
         },
         "objectives": [{"metric": "accuracy", "mode": "max"}, {"metric": "macs", "mode": "min"}],
         "trials": [
-            _trial(space, "t_best", 0, BEST_ARCH, 0.5),
+            best_trial,
             _trial(space, "t_other", 1, OTHER_ARCH, 0.4),
             _trial(space, "t_failed", 2, FAILED_ARCH, 0.0, status="failed"),
         ],
         "pareto": ["t_best", "t_other"],
-        "best": {"trial_id": "t_best", "arch": BEST_ARCH, "metrics": {"accuracy": 0.5}},
+        "best": {"trial_id": "t_best", "arch": BEST_ARCH, "metrics": best_trial["metrics"]},
         "retrained": [
             {
                 "rank": 1,
@@ -191,7 +192,7 @@ def make_run(root: Path, search_status: str = "completed") -> Path:
                 "trial_id": "t_other",
                 "arch": OTHER_ARCH,
                 "status": "failed",
-                "metrics": {},
+                "metrics": None,
                 "weights": None,
                 "error": "RuntimeError: out of memory",
             },

@@ -166,18 +166,15 @@ def test_export_from_a_real_search(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     space_file = tmp_path / "realtiny.yaml"
     space_file.write_text(REAL_SEARCH_SPACE)
     run, results = run_search(space_file, SearchOptions(name="real", storage=str(tmp_path)))
-    best = results["best"]
+    best = results.best
     retrained = export_run(run.path, "best", None, tmp_path / "retrained")
     assert _metrics(retrained)["weights"]["kind"] == "retrained"
-    assert (
-        _metrics(retrained)["accuracy"]["value"]
-        == results["retrained"][0]["metrics"]["test_accuracy"]
-    )
+    assert _metrics(retrained)["accuracy"]["value"] == results.retrained[0].metrics.test_accuracy
     saved = torch.load(run.retrain_weights(1), weights_only=True)
     assert all(torch.equal(_weights(retrained)[k], v) for k, v in saved.items())
     inherited = export_run(run.path, "best", "inherited", tmp_path / "inherited")
     metrics = _metrics(inherited)
-    assert metrics["arch"] == best["arch"]
+    assert metrics["arch"] == best.arch
     # BatchNorm recalibrated on the search's batches: the search's accuracy, reproduced.
-    assert metrics["accuracy"]["value"] == best["metrics"]["accuracy"]
+    assert metrics["accuracy"]["value"] == best.metrics.accuracy
     assert fresh_environment_max_error(inherited) <= 1e-5

@@ -5,7 +5,6 @@ directory and the storage/address checks."""
 from __future__ import annotations
 
 import functools
-import json
 import random
 
 import optuna
@@ -14,11 +13,11 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from invnas.config import SearchConfig
-from invnas.search.objectives import Objective, constraint_violations, is_feasible, objectives_of
+from invnas.rundir import Objective, TrialMetrics, TrialRecord
+from invnas.search.objectives import constraint_violations, is_feasible, objectives_of
 from invnas.search.pareto import dominates, pareto_front, rank_by
-from invnas.search.ranking import rank_trials, summarise_front
+from invnas.search.ranking import rank_trials, summarize_front
 from invnas.search.ray_session import check_address, resolve_storage
-from invnas.search.rundir import RunDir, empty_results, open_run
 from invnas.search.samplers import SAMPLERS, make_sampler, uses_categorical
 from invnas.search.searcher import MAX_REPEATS, ArchSearcher
 from invnas.search.suggest import suggest_arch
@@ -69,17 +68,15 @@ def test_dominance_and_lexicographic_rank():
 
 
 def record(trial_id, accuracy, macs, status="completed", feasible=True, arch=None):
-    return {
-        "trial_id": trial_id,
-        "number": 0,
-        "arch": arch or trial_id,
-        "status": status,
-        "metrics": None
-        if status != "completed"
-        else {"accuracy": accuracy, "params": 1, "macs": macs, "latency_ms": 1.0},
-        "feasible": feasible,
-        "error": None if status == "completed" else "boom",
-    }
+    return TrialRecord(
+        trial_id=trial_id,
+        number=0,
+        arch=arch or trial_id,
+        status=status,
+        metrics=None if status != "completed" else TrialMetrics(accuracy, 1, macs, 1.0),
+        feasible=feasible,
+        error=None if status == "completed" else "boom",
+    )
 
 
 def test_front_best_and_retrain_order_skip_failed_infeasible_and_duplicate_archs():
@@ -92,18 +89,15 @@ def test_front_best_and_retrain_order_skip_failed_infeasible_and_duplicate_archs
         record("f", 0.95, 300, arch="b"),  # same arch as b
         record("g", 0.80, 40),
     ]
-    summary = summarise_front(records, ACC_MACS)
-    assert summary["pareto"] == ["a", "b", "f", "g"]
-    assert summary["best"]["trial_id"] == "b"
-    assert [r["trial_id"] for r in rank_trials(records, ACC_MACS)] == ["b", "a", "g", "e"]
+    pareto, best = summarize_front(records, ACC_MACS)
+    assert pareto == ("a", "b", "f", "g")
+    assert best.trial_id == "b"
+    assert [r.trial_id for r in rank_trials(records, ACC_MACS)] == ["b", "a", "g", "e"]
 
 
 def test_objectives_and_constraints():
     search = SearchConfig(objectives=("accuracy", "latency"), max_params=100, max_latency_ms=2.0)
-    assert [o.to_dict() for o in objectives_of(search)] == [
-        {"metric": "accuracy", "mode": "max"},
-        {"metric": "latency_ms", "mode": "min"},
-    ]
+    assert objectives_of(search) == [Objective("accuracy", "max"), Objective("latency_ms", "min")]
     metrics = {"accuracy": 0.9, "params": 120, "macs": 5, "latency_ms": 1.5}
     assert constraint_violations(search, metrics) == {"max_params": 20.0, "max_latency_ms": -0.5}
     assert not is_feasible(search, metrics)
@@ -216,21 +210,6 @@ def test_searcher_restore_fails_trials_asked_after_the_snapshot(tmp_path):
     # in-memory storage is pickled whole, so the lost ask is not even there
     assert [t.state for t in restored._ot_study.trials] == [TrialState.RUNNING]
     assert restored.suggest("t3") is not None
-
-
-def test_run_dir_create_open_and_atomic_results(tmp_path):
-    space = load_space(TINY)
-    run = RunDir.create(tmp_path / "r", "name: tiny\n", {"name": "r"})
-    assert run.space_file.read_text() == "name: tiny\n"
-    run.write_results(empty_results("r", 0, space))
-    assert open_run(run.path).read_results()["phases"]["search"]["trials_requested"] == 4
-    assert not list(run.path.glob(".results.json.*"))
-    with pytest.raises(ValueError, match="exists; use --resume"):
-        RunDir.create(tmp_path / "r", "", {})
-    (tmp_path / "plain").mkdir()
-    with pytest.raises(ValueError, match="missing space.yaml, run.json"):
-        open_run(tmp_path / "plain")
-    assert json.loads(run.run_file.read_text()) == {"name": "r"}
 
 
 def test_address_and_storage_checks(tmp_path, monkeypatch):

@@ -3,13 +3,14 @@
 Layout (``runs/NAME/``)::
 
     space.yaml      verbatim copy of the space file the run was started with
-    run.json        name, created, invnas version, seed, command-line overrides, storage, address
+    run.json        how it was started (:class:`~invnas.rundir.info.RunInfo`)
     supernet/       Ray Tune experiment of phase 1 (checkpoints hold supernet.pt)
     search/         Ray Tune experiment of phase 2 (one trial per architecture)
     retrain/        Ray Tune experiment of phase 3 (checkpoints hold model.pt)
     optuna.journal  Optuna journal of the search study
     weights/        supernet.pt and retrain/<rank>.pt, stable copies for downstream use
-    results.json    the run's summary (see :func:`empty_results`), rewritten atomically
+    results.json    what the run found (:class:`~invnas.rundir.records.RunResults`), rewritten
+                    atomically
 """
 
 from __future__ import annotations
@@ -21,14 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from invnas.config import RunConfig
+from invnas.rundir.info import RunInfo
+from invnas.rundir.records import (
+    Objective,
+    Phases,
+    PhaseStatus,
+    RetrainPhase,
+    RunResults,
+    SearchPhase,
+    SupernetPhase,
+)
 from invnas.space.loader import SpaceFile
-from invnas.space.spec import SearchSpace
 
 PHASES = ("supernet", "search", "retrain")
 
 
 class RunDir:
-    """Paths of one run directory and atomic access to its JSON files."""
+    """Paths of one run directory and atomic, typed access to its JSON files."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path).expanduser().resolve()
@@ -87,9 +97,9 @@ class RunDir:
         return self.experiment_dir("retrain")
 
     @classmethod
-    def create(cls, path: str | os.PathLike, space_text: str, run_info: dict) -> RunDir:
-        """Make a new run directory holding ``space.yaml``, ``run.json`` and an initial
-        ``results.json``; ValueError if ``path`` already holds anything."""
+    def create(cls, path: str | os.PathLike, space_text: str, info: RunInfo) -> RunDir:
+        """Make a new run directory holding ``space.yaml`` and ``run.json``; ValueError if
+        ``path`` already holds anything."""
         run = cls(path)
         if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
             raise ValueError(
@@ -98,38 +108,34 @@ class RunDir:
             )
         run.path.mkdir(parents=True, exist_ok=True)
         run.space_file.write_text(space_text)
-        _write_json_atomic(run.run_file, run_info)
+        _write_json_atomic(run.run_file, info.to_json())
         return run
 
-    def read_run_info(self) -> dict:
-        return json.loads(self.run_file.read_text())
+    def read_info(self) -> RunInfo:
+        """The parsed ``run.json``; ValueError if it is missing or damaged."""
+        return RunInfo.from_json(_read_json(self.run_file, "the run was not created"), "run.json")
 
-    def write_run_info(self, info: dict) -> None:
-        _write_json_atomic(self.run_file, info)
+    def read_results(self) -> RunResults:
+        """The parsed ``results.json``; ValueError if it is missing, not JSON, or not results."""
+        data = _read_json(self.results_file, "the run has not started")
+        return RunResults.from_json(data, str(self.results_file))
 
-    def read_results(self) -> dict:
-        """The parsed ``results.json``; ValueError if it is missing or not JSON."""
-        try:
-            return json.loads(self.results_file.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{self.results_file}: missing; the run has not started") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{self.results_file}: not valid JSON ({error})") from None
-
-    def write_results(self, results: dict) -> None:
+    def write_results(self, results: RunResults) -> None:
         """Replace ``results.json`` atomically (a reader never sees a partial file)."""
-        _write_json_atomic(self.results_file, results)
-
-    def load_space(self) -> SearchSpace:
-        """The run's search space, read from its ``space.yaml`` copy."""
-        return self.load_space_file().space
+        _write_json_atomic(self.results_file, results.to_json())
 
     def load_space_file(self) -> SpaceFile:
-        """The run's search space and its settings as recorded in ``space.yaml`` (without the
-        command-line overrides of run.json)."""
+        """The run's search space and its settings as its ``space.yaml`` copy gives them
+        (without the command-line overrides; see :meth:`settings`)."""
         from invnas.space.loader import load_space_file
 
         return load_space_file(self.space_file)
+
+    def settings(self) -> SpaceFile:
+        """The run's space and the settings it computes with: ``space.yaml`` with the
+        command-line overrides recorded in ``run.json``."""
+        space, config = self.load_space_file()
+        return SpaceFile(space, self.read_info().overrides.apply(config))
 
 
 def open_run(path: str | os.PathLike) -> RunDir:
@@ -143,40 +149,30 @@ def open_run(path: str | os.PathLike) -> RunDir:
     return run
 
 
-def empty_results(name: str, config: RunConfig) -> dict[str, Any]:
-    """The ``results.json`` of a run whose phases have not started."""
-    from invnas.search.objectives import objectives_of
+def empty_results(name: str, config: RunConfig, objectives: list[Objective]) -> RunResults:
+    """The results of a run whose phases have not started."""
+    pending = PhaseStatus.PENDING
+    return RunResults(
+        name=name,
+        seed=config.seed,
+        phases=Phases(
+            supernet=SupernetPhase(pending, epochs=config.supernet.epochs),
+            search=SearchPhase(
+                pending, trials_requested=config.search.trials, sampler=config.search.sampler
+            ),
+            retrain=RetrainPhase(pending, mode=config.retrain.mode),
+        ),
+        objectives=tuple(objectives),
+    )
 
-    search = config.search
-    return {
-        "name": name,
-        "seed": config.seed,
-        "space_file": "space.yaml",
-        "phases": {
-            "supernet": {
-                "status": "pending",
-                "epochs": config.supernet.epochs,
-                "val_accuracy": None,
-                "weights": None,
-                "error": None,
-            },
-            "search": {
-                "status": "pending",
-                "trials_requested": search.trials,
-                "trials_completed": 0,
-                "trials_failed": 0,
-                "sampler": search.sampler,
-                "error": None,
-            },
-            "retrain": {"status": "pending", "mode": config.retrain.mode, "error": None},
-        },
-        "objectives": [o.to_dict() for o in objectives_of(search)],
-        "trials": [],
-        "pareto": [],
-        "best": None,
-        "retrained": [],
-        "failures": [],
-    }
+
+def _read_json(path: Path, missing_means: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing; {missing_means}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:

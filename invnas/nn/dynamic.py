@@ -15,6 +15,7 @@ from torch import nn
 
 from invnas.ops import involution
 from invnas.ops.pointwise import pointwise_conv2d
+from invnas.space.plan import BatchNormPlan, ConvBNPlan, LayerPlan, OpPlan, ReluPlan
 from invnas.space.spec import OpChoice
 
 
@@ -197,3 +198,21 @@ def make_dynamic_op(op: OpChoice, max_channels: int, stride: int) -> nn.Module:
         groups = op.groups if op.groups is not None else 1
         return DynamicConv2d(max_channels, max_channels, op.kernel_size, stride, groups=groups)
     return DynamicInvolution2d(max_channels, op, stride)
+
+
+def build_dynamic_layer(layer: LayerPlan | None) -> nn.Module | None:
+    """Sliceable twin of :func:`invnas.nn.blocks.build_layer` for a block's layer planned at
+    its largest widths (``None`` stays ``None``: a block without that layer)."""
+    if layer is None:
+        return None
+    if isinstance(layer, ConvBNPlan):
+        return DynamicConvBNAct(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, act=layer.act
+        )
+    if isinstance(layer, OpPlan):
+        return make_dynamic_op(layer.op, layer.channels, layer.stride)
+    if isinstance(layer, BatchNormPlan):
+        return DynamicBatchNorm2d(layer.channels)
+    if isinstance(layer, ReluPlan):
+        return nn.ReLU(inplace=True)
+    raise TypeError(f"layer {layer!r}: no sliceable twin")

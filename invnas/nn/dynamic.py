@@ -15,7 +15,14 @@ from torch import nn
 
 from invnas.ops import involution
 from invnas.ops.pointwise import pointwise_conv2d
-from invnas.space.plan import BatchNormPlan, ConvBNPlan, LayerPlan, OpPlan, ReluPlan
+from invnas.space.plan import (
+    BatchNormPlan,
+    ConvBNPlan,
+    LayerPlan,
+    OpPlan,
+    ReluPlan,
+    involution_reduce_channels,
+)
 from invnas.space.spec import OpChoice
 
 
@@ -139,11 +146,6 @@ class DynamicPointwiseConv2d(DynamicConv2d):
         return pointwise_conv2d(x, *self.sliced(x, out_channels))
 
 
-def involution_reduce_channels(channels: int, reduction: int) -> int:
-    """Width of an involution's kernel generator on ``channels`` channels."""
-    return max(1, channels // reduction)
-
-
 class DynamicInvolution2d(nn.Module):
     """Sliceable twin of :class:`invnas.ops.Involution2d` (same parameter names).
 
@@ -161,7 +163,7 @@ class DynamicInvolution2d(nn.Module):
         self.stride = stride
         self.reduction = op.reduction if op.reduction is not None else 4
         max_reduced = involution_reduce_channels(max_channels, self.reduction)
-        max_taps = self.kernel_size**2 * self._groups(max_channels)
+        max_taps = self.kernel_size**2 * op.groups_for(max_channels)
         self.pool = (
             nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
             if stride > 1
@@ -172,14 +174,9 @@ class DynamicInvolution2d(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.span = DynamicPointwiseConv2d(max_reduced, max_taps, bias=True)
 
-    def _groups(self, channels: int) -> int:
-        if self.op.group_channels is not None:
-            return channels // self.op.group_channels
-        return self.op.groups if self.op.groups is not None else 1
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, _, _ = x.shape
-        groups = self._groups(c)
+        groups = self.op.groups_for(c)
         k = self.kernel_size
         hidden = self.act(
             self.bn(self.reduce(self.pool(x), involution_reduce_channels(c, self.reduction)))

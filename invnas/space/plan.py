@@ -34,6 +34,11 @@ def same_size(size: int, kernel_size: int, stride: int) -> int:
     return out_size(size, kernel_size, stride, kernel_size // 2)
 
 
+def involution_reduce_channels(channels: int, reduction: int) -> int:
+    """Width of an involution's kernel generator on ``channels`` channels (at least 1)."""
+    return max(1, channels // reduction)
+
+
 @dataclass(frozen=True)
 class ConvBNPlan:
     """A bias-free 'same'-padded convolution, BatchNorm, then ReLU if ``act`` (``ConvBNAct``)."""
@@ -77,7 +82,7 @@ class OpPlan:
 
     @property
     def reduced(self) -> int:
-        return max(1, self.channels // self.reduction)
+        return involution_reduce_channels(self.channels, self.reduction)
 
     @property
     def out_size(self) -> int:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invnas.nn.blocks import build_layer
 from invnas.ops import involution
 from invnas.ops.pointwise import pointwise_conv2d
 from invnas.space.plan import (
@@ -20,7 +21,6 @@ from invnas.space.plan import (
     ConvBNPlan,
     LayerPlan,
     OpPlan,
-    ReluPlan,
     involution_reduce_channels,
 )
 from invnas.space.spec import OpChoice
@@ -210,6 +210,4 @@ def build_dynamic_layer(layer: LayerPlan | None) -> nn.Module | None:
         return make_dynamic_op(layer.op, layer.channels, layer.stride)
     if isinstance(layer, BatchNormPlan):
         return DynamicBatchNorm2d(layer.channels)
-    if isinstance(layer, ReluPlan):
-        return nn.ReLU(inplace=True)
-    raise TypeError(f"layer {layer!r}: no sliceable twin")
+    return build_layer(layer)  # no weights to slice (ReLU): the plain layer

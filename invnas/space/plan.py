@@ -160,12 +160,8 @@ class BlockPlan:
 
     def layers(self) -> NamedLayers:
         """The block's layers by attribute name, in creation order."""
-        c_in, c_out, inner, size = (
-            self.in_channels,
-            self.out_channels,
-            self.inner_channels,
-            self.in_size,
-        )
+        c_in, c_out, size = self.in_channels, self.out_channels, self.in_size
+        inner = self.inner_channels
         shortcut = ConvBNPlan(c_in, c_out, 1, self.stride, size, act=False)
         if self.kind == "bottleneck":
             return (
@@ -325,27 +321,24 @@ def plan_supernet(space: SearchSpace) -> SupernetPlan:
     stages = []
     in_widths: tuple[int, ...] = (stem.out_channels,)
     for spec, size in zip(space.stages, stage_input_sizes(space), strict=True):
-        width = max(spec.width)
-        projects = spec.stride != 1 or any(c != w for c in in_widths for w in spec.width)
-        positions = []
-        for index in range(max(spec.depth)):
-            first = index == 0
-            positions.append(
-                tuple(
-                    _widest_block(
-                        spec,
-                        op,
-                        max(in_widths) if first else width,
-                        spec.stride if first else 1,
-                        size if first else same_size(size, 1, spec.stride),
-                        projects and first,
-                    )
-                    for op in spec.ops.candidates()
-                )
-            )
-        stages.append(tuple(positions))
+        stages.append(_supernet_stage(spec, in_widths, size))
         in_widths = tuple(spec.width)
     return SupernetPlan(stem, tuple(stages), LinearPlan(max(in_widths), space.num_classes))
+
+
+def _supernet_stage(
+    spec: StageSpec, in_widths: tuple[int, ...], in_size: int
+) -> tuple[tuple[BlockPlan, ...], ...]:
+    projects = spec.stride != 1 or any(c != w for c in in_widths for w in spec.width)
+    first = tuple(
+        _widest_block(spec, op, max(in_widths), spec.stride, in_size, projects)
+        for op in spec.ops.candidates()
+    )
+    out_size = first[0].out_size
+    rest = tuple(
+        _widest_block(spec, op, max(spec.width), 1, out_size, False) for op in spec.ops.candidates()
+    )
+    return (first, *(rest for _ in range(1, max(spec.depth))))
 
 
 def _widest_block(

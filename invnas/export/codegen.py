@@ -1,9 +1,11 @@
 """Source code of a standalone ``model.py`` for one architecture: it imports only torch.
 
-The generated module mirrors :class:`invnas.nn.ArchNet` attribute for attribute (``stem``,
-``stages.<i>.<j>.conv1.conv``, ``...op.reduce``, ``fc``), so the state dict of an invnas model
-loads into it unchanged and vice versa. Involution is a small pure-PyTorch shift-and-add
-function that TorchScript, ``torch.export`` and ``torch.compile`` all accept.
+The generated module writes out the architecture's plan (:mod:`invnas.space.plan`) layer by
+layer, so it mirrors :class:`invnas.nn.ArchNet` attribute for attribute (``stem``,
+``stages.<i>.<j>.conv1.conv``, ``...op.reduce``, ``fc``) and creates its modules in the same
+order: the state dict of an invnas model loads into it unchanged and vice versa, and the same
+seed gives the same initial weights. Involution is a small pure-PyTorch shift-and-add function
+that TorchScript, ``torch.export`` and ``torch.compile`` all accept.
 """
 
 from __future__ import annotations
@@ -12,7 +14,20 @@ import json
 from dataclasses import dataclass
 
 from invnas.space.arch import Arch
-from invnas.space.spec import OpChoice, SearchSpace, StemSpec
+from invnas.space.plan import (
+    BatchNormPlan,
+    BlockPlan,
+    ConvBNPlan,
+    LayerPlan,
+    LinearPlan,
+    MaxPoolPlan,
+    NetworkPlan,
+    OpPlan,
+    ReluPlan,
+    StagePlan,
+    plan_network,
+)
+from invnas.space.spec import SearchSpace
 
 WEIGHTS_FILE = "weights.pt"
 
@@ -26,12 +41,6 @@ class SourceInfo:
     version: str
 
 
-def _op_tuple(op: OpChoice, channels: int) -> str:
-    if op.kind == "conv":
-        return f'("conv", {op.kernel_size}, {op.groups or 1})'
-    return f'("involution", {op.kernel_size}, {op.groups_for(channels)}, {op.reduction or 4})'
-
-
 def _quote(text: str) -> str:
     return json.dumps(text)
 
@@ -40,73 +49,61 @@ def _docstring_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-def _uses_involution(space: SearchSpace, arch: Arch) -> bool:
-    return space.stem.kind == "rednet" or any(
-        op.kind == "involution" for stage in arch.stages for op in stage.ops
+def _layer_source(layer: LayerPlan | None) -> str:
+    """The expression creating one planned layer in the generated module."""
+    if layer is None:
+        return "nn.Identity()"
+    if isinstance(layer, ConvBNPlan):
+        act = "" if layer.act else ", act=False"
+        sizes = f"{layer.in_channels}, {layer.out_channels}, {layer.kernel_size}, {layer.stride}"
+        return f"ConvBNAct({sizes}{act})"
+    if isinstance(layer, OpPlan):
+        c, k, s, g = layer.channels, layer.kernel_size, layer.stride, layer.groups
+        if layer.op.kind == "conv":
+            return f"nn.Conv2d({c}, {c}, {k}, {s}, {k // 2}, groups={g}, bias=False)"
+        return f"Involution2d({c}, {k}, {s}, groups={g}, reduction={layer.reduction})"
+    if isinstance(layer, BatchNormPlan):
+        return f"nn.BatchNorm2d({layer.channels})"
+    if isinstance(layer, ReluPlan):
+        return "nn.ReLU(inplace=True)"
+    if isinstance(layer, MaxPoolPlan):
+        return "nn.MaxPool2d(3, 2, 1)"
+    if isinstance(layer, LinearPlan):
+        return f"nn.Linear({layer.in_features}, {layer.out_features})"
+    raise TypeError(f"layer {layer!r}: not a planned layer")
+
+
+def _block_source(block: BlockPlan, indent: str) -> list[str]:
+    lines = [f"{indent}{'Bottleneck' if block.kind == 'bottleneck' else 'BasicBlock'}("]
+    lines += [f"{indent}    {name}={_layer_source(layer)}," for name, layer in block.layers()]
+    return [*lines, f"{indent}),"]
+
+
+def _stage_comment(stage: StagePlan) -> str:
+    first, count = stage.blocks[0], len(stage.blocks)
+    return (
+        f"# stage {_quote(stage.name)}: {count} {first.kind} block{'s' if count > 1 else ''}, "
+        f"{first.in_channels} -> {stage.out_channels} channels, "
+        f"{first.in_size}x{first.in_size} -> {stage.out_size}x{stage.out_size}"
     )
 
 
-def _arch_constant(space: SearchSpace, arch: Arch) -> str:
-    lines = [
-        "# One entry per stage: (name, block, width, inner width, stride, ops). The first block of",
-        "# a stage takes the previous stage's width and carries the stride. One op per block:",
-        '# ("conv", kernel_size, groups) or ("involution", kernel_size, groups, reduction).',
-        "ARCH = [",
-    ]
-    for spec, stage in zip(space.stages, arch.stages, strict=True):
-        inner = spec.inner_width(stage.width)
-        lines.append(
-            f"    ({_quote(spec.name)}, {_quote(spec.block)}, {stage.width}, {inner}, "
-            f"{spec.stride}, ["
-        )
-        lines.extend(f"        {_op_tuple(op, inner)}," for op in stage.ops)
-        lines.append("    ]),")
-    lines.append("]")
-    return "\n".join(lines)
-
-
-def _stem_function(stem: StemSpec, in_channels: int) -> str:
-    c = stem.channels
-    if stem.kind == "conv":
-        layers = [f"ConvBNAct({in_channels}, {c}, {stem.kernel_size}, {stem.stride})"]
-        if stem.pool:
-            layers.append("nn.MaxPool2d(3, 2, 1)")
-    elif stem.kind == "resnet":
-        layers = [f"ConvBNAct({in_channels}, {c}, 7, 2)", "nn.MaxPool2d(3, 2, 1)"]
-    elif stem.kind == "rednet":
-        half = c // 2
-        layers = [
-            f"ConvBNAct({in_channels}, {half}, 3, 2)",
-            f"Involution2d({half}, 3, 1, groups={half // 16}, reduction=4)",
-            f"nn.BatchNorm2d({half})",
-            "nn.ReLU(inplace=True)",
-            f"ConvBNAct({half}, {c}, 3)",
-            "nn.MaxPool2d(3, 2, 1)",
-        ]
-    else:
-        raise ValueError(f"stem kind {stem.kind!r}: unknown; expected conv, resnet or rednet")
-    body = "".join(f"        {layer},\n" for layer in layers)
+def _network_functions(plan: NetworkPlan) -> str:
+    stem = "".join(f"        {_layer_source(layer)},\n" for layer in plan.stem.layers)
+    stages = []
+    for stage in plan.stages:
+        stages += [f"        {_stage_comment(stage)}", "        nn.Sequential("]
+        for block in stage.blocks:
+            stages += _block_source(block, " " * 12)
+        stages.append("        ),")
+    body = "\n".join(stages)
     return (
-        "def make_stem() -> nn.Sequential:\n"
+        "\n\ndef make_stem() -> nn.Sequential:\n"
         '    """The layers before the first stage."""\n'
-        f"    return nn.Sequential(\n{body}    )\n"
-    )
-
-
-def _block_function(kinds: set[str]) -> str:
-    bottleneck = "return Bottleneck(in_channels, out_channels, inner_channels, op, stride)"
-    basic = "return BasicBlock(in_channels, out_channels, op, stride)"
-    if kinds == {"bottleneck", "basic"}:
-        body = f'    if kind == "bottleneck":\n        {bottleneck}\n    {basic}\n'
-    else:
-        body = f"    {bottleneck if 'bottleneck' in kinds else basic}\n"
-    return (
-        "\n\ndef make_block(\n"
-        "    kind: str, in_channels: int, out_channels: int, inner_channels: int, op: tuple, "
-        "stride: int\n"
-        ") -> nn.Module:\n"
-        '    """One residual block of a stage (ARCH names its kind)."""\n'
-        f"{body}"
+        f"    return nn.Sequential(\n{stem}    )\n"
+        "\n\ndef make_stages() -> nn.ModuleList:\n"
+        '    """The stages of residual blocks; each block lists its layers in creation order."""\n'
+        f"    return nn.ModuleList([\n{body}\n    ])\n"
     )
 
 
@@ -136,7 +133,6 @@ IN_CHANNELS = {in_channels}
 INPUT_SIZE = {input_size}
 NUM_CLASSES = {num_classes}
 WEIGHTS_FILE = "{weights_file}"
-
 '''
 
 _INVOLUTION = '''
@@ -218,45 +214,19 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-def make_op(op: tuple, channels: int, stride: int) -> nn.Module:
-    """The spatial operation of a block, from its ARCH entry (no norm, no activation)."""
-    kind, kernel_size, groups = op[0], op[1], op[2]
-    if kind == "conv":
-        padding = kernel_size // 2
-        return nn.Conv2d(
-            channels, channels, kernel_size, stride, padding, groups=groups, bias=False
-        )
-{involution_branch}
+class Block(nn.Module):
+    """A residual block holding the given layers as attributes, created in the order given."""
 
-
-def make_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    if stride == 1 and in_channels == out_channels:
-        return nn.Identity()
-    return ConvBNAct(in_channels, out_channels, 1, stride, act=False)
+    def __init__(self, **layers: nn.Module) -> None:
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
 '''
-
-_INVOLUTION_BRANCH = """\
-    return Involution2d(channels, kernel_size, stride, groups=groups, reduction=op[3])"""
-
-_NO_INVOLUTION_BRANCH = """\
-    raise ValueError("unknown op " + repr(op))"""
 
 _BOTTLENECK = '''
 
-class Bottleneck(nn.Module):
+class Bottleneck(Block):
     """1x1 reduce, spatial op (carrying the stride), 1x1 expand, plus the shortcut, then ReLU."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, inner_channels: int, op: tuple, stride: int
-    ) -> None:
-        super().__init__()
-        self.conv1 = ConvBNAct(in_channels, inner_channels, 1)
-        self.op = make_op(op, inner_channels, stride)
-        self.bn2 = nn.BatchNorm2d(inner_channels)
-        self.act2 = nn.ReLU(inplace=True)
-        self.conv3 = ConvBNAct(inner_channels, out_channels, 1, act=False)
-        self.shortcut = make_shortcut(in_channels, out_channels, stride)
-        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv3(self.act2(self.bn2(self.op(self.conv1(x)))))
@@ -265,23 +235,9 @@ class Bottleneck(nn.Module):
 
 _BASIC_BLOCK = '''
 
-class BasicBlock(nn.Module):
+class BasicBlock(Block):
     """Two spatial ops at the output width (the first striding) plus the shortcut, then ReLU.
     A 1x1 entry projection adapts the input width first when it differs."""
-
-    def __init__(self, in_channels: int, out_channels: int, op: tuple, stride: int) -> None:
-        super().__init__()
-        if in_channels != out_channels:
-            self.entry = ConvBNAct(in_channels, out_channels, 1)
-        else:
-            self.entry = nn.Identity()
-        self.op1 = make_op(op, out_channels, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.act1 = nn.ReLU(inplace=True)
-        self.op2 = make_op(op, out_channels, 1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = make_shortcut(in_channels, out_channels, stride)
-        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.op1(self.entry(x))))
@@ -292,24 +248,14 @@ class BasicBlock(nn.Module):
 _NETWORK = '''
 
 class Net(nn.Module):
-    """Stem, the stages of ARCH, global average pooling and a linear classifier."""
+    """Stem, stages of residual blocks, global average pooling and a linear classifier."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = make_stem()
-        stages = []
-        channels = {stem_channels}
-        for _name, block, width, inner, stride, ops in ARCH:
-            blocks = []
-            for index, op in enumerate(ops):
-                block_in = channels if index == 0 else width
-                block_stride = stride if index == 0 else 1
-                blocks.append(make_block(block, block_in, width, inner, op, block_stride))
-            stages.append(nn.Sequential(*blocks))
-            channels = width
-        self.stages = nn.ModuleList(stages)
+        self.stages = make_stages()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, NUM_CLASSES)
+        self.fc = {fc}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -339,8 +285,11 @@ def load(weights: Optional[str] = None, map_location: str = "cpu") -> Net:
 
 def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
     """The text of a standalone ``model.py`` building ``arch`` of ``space`` with plain layers."""
-    uses_involution = _uses_involution(space, arch)
-    blocks = {spec.block for spec in space.stages}
+    plan = plan_network(space, arch)
+    uses_involution = any(
+        isinstance(layer, OpPlan) and layer.op.kind == "involution" for layer in plan.layers()
+    )
+    kinds = {block.kind for stage in plan.stages for block in stage.blocks}
     parts = [
         _HEADER.format(
             title=_docstring_text(info.title),
@@ -352,17 +301,14 @@ def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
             num_classes=space.num_classes,
             weights_file=WEIGHTS_FILE,
         ),
-        _arch_constant(space, arch) + "\n",
     ]
     if uses_involution:
         parts.append(_INVOLUTION)
-    branch = _INVOLUTION_BRANCH if uses_involution else _NO_INVOLUTION_BRANCH
-    parts.append(_CONV_BN_ACT.format(involution_branch=branch))
-    if "bottleneck" in blocks:
+    parts.append(_CONV_BN_ACT)
+    if "bottleneck" in kinds:
         parts.append(_BOTTLENECK)
-    if "basic" in blocks:
+    if "basic" in kinds:
         parts.append(_BASIC_BLOCK)
-    parts.append(_block_function(blocks))
-    parts.append("\n\n" + _stem_function(space.stem, space.input.channels))
-    parts.append(_NETWORK.replace("{stem_channels}", str(space.stem.channels)))
+    parts.append(_network_functions(plan))
+    parts.append(_NETWORK.replace("{fc}", _layer_source(plan.fc)))
     return "".join(parts)

@@ -1,7 +1,15 @@
 """Networks: plain blocks, the per-architecture builder, MAC counting on built models, the
 weight-sharing supernet with its path samplers, and BatchNorm recalibration."""
 
-from invnas.nn.blocks import BasicBlock, Bottleneck, ConvBNAct, build_stem, make_op
+from invnas.nn.blocks import (
+    BasicBlock,
+    Bottleneck,
+    ConvBNAct,
+    build_block,
+    build_layer,
+    build_stem,
+    make_op,
+)
 from invnas.nn.bn import recalibrate_bn
 from invnas.nn.builder import ArchNet, build_model
 from invnas.nn.profile import count_macs
@@ -17,6 +25,8 @@ __all__ = [
     "PathSampler",
     "Supernet",
     "UniformSampler",
+    "build_block",
+    "build_layer",
     "build_model",
     "build_stem",
     "count_macs",

@@ -1,16 +1,30 @@
-"""Plain (single-path) building blocks: conv-BN-ReLU, the spatial op, residual blocks and stems.
+"""Plain (single-path) building blocks: conv-BN-ReLU, the spatial op, residual blocks and stems,
+built from the layers of an architecture's plan (:mod:`invnas.space.plan`).
 
 Parameter names are part of the contract: ``Supernet.extract`` copies weights into these modules
-by name, and :mod:`invnas.space.cost` counts their parameters and MACs from the spec alone.
+by name, and :mod:`invnas.space.cost` counts their parameters and MACs on the same plan.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from invnas.ops import Involution2d
-from invnas.space.spec import OpChoice, StemSpec
+from invnas.space.plan import (
+    BatchNormPlan,
+    BlockPlan,
+    ConvBNPlan,
+    LayerPlan,
+    LinearPlan,
+    MaxPoolPlan,
+    OpPlan,
+    ReluPlan,
+    StemPlan,
+)
+from invnas.space.spec import OpChoice
 
 
 class ConvBNAct(nn.Module):
@@ -56,26 +70,41 @@ def make_op(op: OpChoice, channels: int, stride: int) -> nn.Module:
     return Involution2d(channels, k, stride, reduction=reduction, groups=op.groups or 1)
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    if stride == 1 and in_channels == out_channels:
+def build_layer(layer: LayerPlan | None) -> nn.Module:
+    """The plain module of one planned layer (``None``: the identity)."""
+    if layer is None:
         return nn.Identity()
-    return ConvBNAct(in_channels, out_channels, 1, stride, act=False)
+    if isinstance(layer, ConvBNPlan):
+        return ConvBNAct(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, act=layer.act
+        )
+    if isinstance(layer, OpPlan):
+        return make_op(layer.op, layer.channels, layer.stride)
+    if isinstance(layer, BatchNormPlan):
+        return nn.BatchNorm2d(layer.channels)
+    if isinstance(layer, ReluPlan):
+        return nn.ReLU(inplace=True)
+    if isinstance(layer, MaxPoolPlan):
+        return nn.MaxPool2d(3, 2, 1)
+    if isinstance(layer, LinearPlan):
+        return nn.Linear(layer.in_features, layer.out_features)
+    raise TypeError(f"layer {layer!r}: not a planned layer")
+
+
+def add_layers(
+    module: nn.Module, plan: BlockPlan, build: Callable[[LayerPlan | None], nn.Module | None]
+) -> None:
+    """Set one attribute of ``module`` per layer of ``plan``, built by ``build``, in order."""
+    for name, layer in plan.layers():
+        setattr(module, name, build(layer))
 
 
 class Bottleneck(nn.Module):
     """1x1 reduce, spatial op (carrying the stride), 1x1 expand, plus the shortcut, then ReLU."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, inner_channels: int, op: OpChoice, stride: int
-    ) -> None:
+    def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(in_channels, inner_channels, 1)
-        self.op = make_op(op, inner_channels, stride)
-        self.bn2 = nn.BatchNorm2d(inner_channels)
-        self.act2 = nn.ReLU(inplace=True)
-        self.conv3 = ConvBNAct(inner_channels, out_channels, 1, act=False)
-        self.shortcut = _shortcut(in_channels, out_channels, stride)
-        self.act = nn.ReLU(inplace=True)
+        add_layers(self, plan, build_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv3(self.act2(self.bn2(self.op(self.conv1(x)))))
@@ -88,20 +117,9 @@ class BasicBlock(nn.Module):
     A 1x1 ``entry`` projection adapts the input width first when it differs from the output.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, op: OpChoice, stride: int) -> None:
+    def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        self.entry = (
-            ConvBNAct(in_channels, out_channels, 1)
-            if in_channels != out_channels
-            else nn.Identity()
-        )
-        self.op1 = make_op(op, out_channels, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.act1 = nn.ReLU(inplace=True)
-        self.op2 = make_op(op, out_channels, 1)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = _shortcut(in_channels, out_channels, stride)
-        self.act = nn.ReLU(inplace=True)
+        add_layers(self, plan, build_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.op1(self.entry(x))))
@@ -109,24 +127,11 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
-def build_stem(stem: StemSpec, in_channels: int) -> nn.Sequential:
-    """The layers before the first stage, as described by :class:`StemSpec`."""
-    c = stem.channels
-    if stem.kind == "conv":
-        layers: list[nn.Module] = [ConvBNAct(in_channels, c, stem.kernel_size, stem.stride)]
-        if stem.pool:
-            layers.append(nn.MaxPool2d(3, 2, 1))
-        return nn.Sequential(*layers)
-    if stem.kind == "resnet":
-        return nn.Sequential(ConvBNAct(in_channels, c, 7, 2), nn.MaxPool2d(3, 2, 1))
-    if stem.kind == "rednet":
-        half = c // 2
-        return nn.Sequential(
-            ConvBNAct(in_channels, half, 3, 2),
-            Involution2d(half, 3, 1, group_channels=16, reduction=4),
-            nn.BatchNorm2d(half),
-            nn.ReLU(inplace=True),
-            ConvBNAct(half, c, 3),
-            nn.MaxPool2d(3, 2, 1),
-        )
-    raise ValueError(f"stem kind {stem.kind!r}: unknown; expected conv, resnet or rednet")
+def build_block(plan: BlockPlan) -> nn.Module:
+    """The plain residual block of ``plan``."""
+    return Bottleneck(plan) if plan.kind == "bottleneck" else BasicBlock(plan)
+
+
+def build_stem(plan: StemPlan) -> nn.Sequential:
+    """The layers before the first stage."""
+    return nn.Sequential(*(build_layer(layer) for layer in plan.layers))

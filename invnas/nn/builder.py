@@ -5,23 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from invnas.nn.blocks import BasicBlock, Bottleneck, build_stem
-from invnas.space.arch import Arch, StageArch, check_arch
-from invnas.space.spec import SearchSpace, StageSpec
+from invnas.nn.blocks import build_block, build_layer, build_stem
+from invnas.space.arch import Arch
+from invnas.space.plan import StagePlan, plan_network
+from invnas.space.spec import SearchSpace
 
 
-def build_stage(spec: StageSpec, stage: StageArch, in_channels: int) -> nn.Sequential:
-    """The blocks of one stage; the first takes ``in_channels`` and carries the stride."""
-    blocks: list[nn.Module] = []
-    for index, op in enumerate(stage.ops):
-        block_in = in_channels if index == 0 else stage.width
-        stride = spec.stride if index == 0 else 1
-        if spec.block == "bottleneck":
-            inner = spec.inner_width(stage.width)
-            blocks.append(Bottleneck(block_in, stage.width, inner, op, stride))
-        else:
-            blocks.append(BasicBlock(block_in, stage.width, op, stride))
-    return nn.Sequential(*blocks)
+def build_stage(plan: StagePlan) -> nn.Sequential:
+    """The blocks of one stage."""
+    return nn.Sequential(*(build_block(block) for block in plan.blocks))
 
 
 class ArchNet(nn.Module):
@@ -29,17 +21,12 @@ class ArchNet(nn.Module):
 
     def __init__(self, space: SearchSpace, arch: Arch) -> None:
         super().__init__()
-        check_arch(space, arch)
+        plan = plan_network(space, arch)
         self.arch = arch
-        self.stem = build_stem(space.stem, space.input.channels)
-        stages = []
-        channels = space.stem.channels
-        for spec, stage in zip(space.stages, arch.stages, strict=True):
-            stages.append(build_stage(spec, stage, channels))
-            channels = stage.width
-        self.stages = nn.ModuleList(stages)
+        self.stem = build_stem(plan.stem)
+        self.stages = nn.ModuleList(build_stage(stage) for stage in plan.stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, space.num_classes)
+        self.fc = build_layer(plan.fc)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map."""

@@ -13,8 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from invnas.nn.blocks import build_layer
 from invnas.ops import involution
 from invnas.ops.pointwise import pointwise_conv2d
+from invnas.space.plan import (
+    BatchNormPlan,
+    ConvBNPlan,
+    LayerPlan,
+    OpPlan,
+    involution_reduce_channels,
+)
 from invnas.space.spec import OpChoice
 
 
@@ -138,11 +146,6 @@ class DynamicPointwiseConv2d(DynamicConv2d):
         return pointwise_conv2d(x, *self.sliced(x, out_channels))
 
 
-def involution_reduce_channels(channels: int, reduction: int) -> int:
-    """Width of an involution's kernel generator on ``channels`` channels."""
-    return max(1, channels // reduction)
-
-
 class DynamicInvolution2d(nn.Module):
     """Sliceable twin of :class:`invnas.ops.Involution2d` (same parameter names).
 
@@ -160,7 +163,7 @@ class DynamicInvolution2d(nn.Module):
         self.stride = stride
         self.reduction = op.reduction if op.reduction is not None else 4
         max_reduced = involution_reduce_channels(max_channels, self.reduction)
-        max_taps = self.kernel_size**2 * self._groups(max_channels)
+        max_taps = self.kernel_size**2 * op.groups_for(max_channels)
         self.pool = (
             nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
             if stride > 1
@@ -171,14 +174,9 @@ class DynamicInvolution2d(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.span = DynamicPointwiseConv2d(max_reduced, max_taps, bias=True)
 
-    def _groups(self, channels: int) -> int:
-        if self.op.group_channels is not None:
-            return channels // self.op.group_channels
-        return self.op.groups if self.op.groups is not None else 1
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, _, _ = x.shape
-        groups = self._groups(c)
+        groups = self.op.groups_for(c)
         k = self.kernel_size
         hidden = self.act(
             self.bn(self.reduce(self.pool(x), involution_reduce_channels(c, self.reduction)))
@@ -197,3 +195,19 @@ def make_dynamic_op(op: OpChoice, max_channels: int, stride: int) -> nn.Module:
         groups = op.groups if op.groups is not None else 1
         return DynamicConv2d(max_channels, max_channels, op.kernel_size, stride, groups=groups)
     return DynamicInvolution2d(max_channels, op, stride)
+
+
+def build_dynamic_layer(layer: LayerPlan | None) -> nn.Module | None:
+    """Sliceable twin of :func:`invnas.nn.blocks.build_layer` for a block's layer planned at
+    its largest widths (``None`` stays ``None``: a block without that layer)."""
+    if layer is None:
+        return None
+    if isinstance(layer, ConvBNPlan):
+        return DynamicConvBNAct(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, act=layer.act
+        )
+    if isinstance(layer, OpPlan):
+        return make_dynamic_op(layer.op, layer.channels, layer.stride)
+    if isinstance(layer, BatchNormPlan):
+        return DynamicBatchNorm2d(layer.channels)
+    return build_layer(layer)  # no weights to slice (ReLU): the plain layer

@@ -2,10 +2,10 @@
 
 Single-path one-shot layout: for every stage and every block position up to the stage's
 largest depth, the supernet holds one whole residual block per op candidate, each with its own
-weights, built at the stage's largest width. A forward pass runs the blocks of one
-architecture only: blocks past the chosen depth are skipped and narrower widths run on the
-leading channels of each layer (:mod:`invnas.nn.dynamic`). The stem and the classifier are
-shared by all paths.
+weights, built at the stage's largest width (:func:`invnas.space.plan.plan_supernet`). A
+forward pass runs the blocks of one architecture only: blocks past the chosen depth are skipped
+and narrower widths run on the leading channels of each layer (:mod:`invnas.nn.dynamic`). The
+stem and the classifier are shared by all paths.
 
 Example::
 
@@ -19,39 +19,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from invnas.nn.blocks import build_stem
+from invnas.nn.blocks import add_layers, build_stem
 from invnas.nn.builder import ArchNet, build_model
-from invnas.nn.dynamic import (
-    DynamicBatchNorm2d,
-    DynamicConvBNAct,
-    DynamicLinear,
-    make_dynamic_op,
-)
+from invnas.nn.dynamic import DynamicLinear, build_dynamic_layer
 from invnas.space.arch import Arch, StageArch, check_arch
+from invnas.space.plan import BlockPlan, plan_supernet
 from invnas.space.spec import OpChoice, SearchSpace, StageSpec
 
 
 class DynamicBottleneck(nn.Module):
-    """Sliceable twin of :class:`invnas.nn.blocks.Bottleneck` (same parameter names).
+    """Sliceable twin of :class:`invnas.nn.blocks.Bottleneck` (same parameter names), built
+    from a block planned at its largest widths.
 
-    ``projects`` says whether any configuration needs the projection shortcut; it is used
+    ``plan.projects`` says whether any configuration needs the projection shortcut; it is used
     exactly when the plain block would have one (stride > 1 or a width change).
     """
 
-    def __init__(
-        self, max_in: int, max_out: int, max_inner: int, op: OpChoice, stride: int, projects: bool
-    ) -> None:
+    def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        self.stride = stride
-        self.conv1 = DynamicConvBNAct(max_in, max_inner, 1)
-        self.op = make_dynamic_op(op, max_inner, stride)
-        self.bn2 = DynamicBatchNorm2d(max_inner)
-        self.act2 = nn.ReLU(inplace=True)
-        self.conv3 = DynamicConvBNAct(max_inner, max_out, 1, act=False)
-        self.shortcut = (
-            DynamicConvBNAct(max_in, max_out, 1, stride, act=False) if projects else None
-        )
-        self.act = nn.ReLU(inplace=True)
+        self.stride = plan.stride
+        add_layers(self, plan, build_dynamic_layer)
 
     def forward(self, x: torch.Tensor, width: int, inner: int) -> torch.Tensor:
         out = self.act2(self.bn2(self.op(self.conv1(x, inner))))
@@ -62,21 +49,10 @@ class DynamicBottleneck(nn.Module):
 class DynamicBasicBlock(nn.Module):
     """Sliceable twin of :class:`invnas.nn.blocks.BasicBlock` (same parameter names)."""
 
-    def __init__(
-        self, max_in: int, max_out: int, op: OpChoice, stride: int, projects: bool
-    ) -> None:
+    def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        self.stride = stride
-        self.entry = DynamicConvBNAct(max_in, max_out, 1) if projects else None
-        self.op1 = make_dynamic_op(op, max_out, stride)
-        self.bn1 = DynamicBatchNorm2d(max_out)
-        self.act1 = nn.ReLU(inplace=True)
-        self.op2 = make_dynamic_op(op, max_out, 1)
-        self.bn2 = DynamicBatchNorm2d(max_out)
-        self.shortcut = (
-            DynamicConvBNAct(max_in, max_out, 1, stride, act=False) if projects else None
-        )
-        self.act = nn.ReLU(inplace=True)
+        self.stride = plan.stride
+        add_layers(self, plan, build_dynamic_layer)
 
     def forward(self, x: torch.Tensor, width: int, inner: int) -> torch.Tensor:
         entered = self.entry(x, width) if x.shape[1] != width else x
@@ -100,17 +76,15 @@ def _shortcut(
 class ChoiceBlock(nn.Module):
     """One block position of a stage: one independent block per op candidate."""
 
-    def __init__(self, spec: StageSpec, max_in: int, stride: int, projects: bool) -> None:
+    def __init__(self, candidates: tuple[BlockPlan, ...]) -> None:
         super().__init__()
-        max_width = max(spec.width)
-        blocks: dict[str, nn.Module] = {}
-        for op in spec.ops.candidates():
-            if spec.block == "bottleneck":
-                inner = spec.inner_width(max_width)
-                blocks[op.code] = DynamicBottleneck(max_in, max_width, inner, op, stride, projects)
-            else:
-                blocks[op.code] = DynamicBasicBlock(max_in, max_width, op, stride, projects)
-        self.candidates = nn.ModuleDict(blocks)
+        self.candidates = nn.ModuleDict(
+            (
+                plan.op.code,
+                DynamicBottleneck(plan) if plan.kind == "bottleneck" else DynamicBasicBlock(plan),
+            )
+            for plan in candidates
+        )
 
     def forward(self, x: torch.Tensor, op: OpChoice, width: int, inner: int) -> torch.Tensor:
         return self.candidates[op.code](x, width, inner)
@@ -119,14 +93,10 @@ class ChoiceBlock(nn.Module):
 class SuperStage(nn.Module):
     """All block positions of one stage, up to its largest depth."""
 
-    def __init__(self, spec: StageSpec, in_widths: tuple[int, ...]) -> None:
+    def __init__(self, spec: StageSpec, positions: tuple[tuple[BlockPlan, ...], ...]) -> None:
         super().__init__()
         self.spec = spec
-        max_width = max(spec.width)
-        first_projects = spec.stride != 1 or any(c != w for c in in_widths for w in spec.width)
-        blocks = [ChoiceBlock(spec, max(in_widths), spec.stride, first_projects)]
-        blocks += [ChoiceBlock(spec, max_width, 1, False) for _ in range(1, max(spec.depth))]
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList(ChoiceBlock(candidates) for candidates in positions)
 
     def forward(self, x: torch.Tensor, stage: StageArch) -> torch.Tensor:
         inner = self.spec.inner_width(stage.width)
@@ -141,15 +111,14 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
         self.space = space
-        self.stem = build_stem(space.stem, space.input.channels)
-        stages = []
-        in_widths: tuple[int, ...] = (space.stem.channels,)
-        for spec in space.stages:
-            stages.append(SuperStage(spec, in_widths))
-            in_widths = tuple(spec.width)
-        self.stages = nn.ModuleList(stages)
+        plan = plan_supernet(space)
+        self.stem = build_stem(plan.stem)
+        self.stages = nn.ModuleList(
+            SuperStage(spec, positions)
+            for spec, positions in zip(space.stages, plan.stages, strict=True)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = DynamicLinear(max(in_widths), space.num_classes)
+        self.fc = DynamicLinear(plan.fc.in_features, plan.fc.out_features)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         """Logits of ``arch``'s path; only that path's blocks run (ValueError if not in space)."""

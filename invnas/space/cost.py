@@ -1,4 +1,4 @@
-"""Parameters and MACs of an architecture, computed from the spec alone (no model is built).
+"""Parameters and MACs of an architecture, counted on its plan (no model is built).
 
 The numbers equal those of the plain model ``invnas.nn.build_model(space, arch)`` exactly:
 ``params`` is its ``sum(p.numel() for p in model.parameters())`` (weights, biases and BatchNorm
@@ -32,11 +32,27 @@ programming over stages (state: the incoming width), without enumerating archite
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from invnas.space.arch import Arch, StageArch, check_arch
-from invnas.space.spec import OpChoice, SearchSpace, StageSpec, StemSpec
+from invnas.space.arch import Arch, StageArch
+from invnas.space.plan import (
+    BatchNormPlan,
+    BlockPlan,
+    ConvBNPlan,
+    LayerPlan,
+    LinearPlan,
+    NetworkPlan,
+    OpPlan,
+    StagePlan,
+    plan_block,
+    plan_network,
+    plan_stage,
+    plan_stem,
+    same_size,
+    stage_input_sizes,
+)
+from invnas.space.spec import SearchSpace, StageSpec
 
 
 @dataclass(frozen=True)
@@ -76,127 +92,70 @@ class _Tally:
         )
 
 
-Sized = tuple[_Tally, int]  # a layer's tally and its output size
 Pick = Callable[..., int]  # min or max
 
 
-def _out_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
-def _conv(
-    c_in: int, c_out: int, k: int, stride: int, size: int, groups: int = 1, bias: bool = False
-) -> Sized:
-    """A 'same'-padded k x k convolution: (tally, output size)."""
-    out = _out_size(size, k, stride, k // 2)
+def _conv(c_in: int, c_out: int, k: int, out: int, groups: int = 1, bias: bool = False) -> _Tally:
+    """A k x k convolution with an ``out`` x ``out`` output."""
     params = c_out * (c_in // groups) * k * k + (c_out if bias else 0)
-    return _Tally(params, c_out * out * out * (c_in // groups) * k * k), out
+    return _Tally(params, c_out * out * out * (c_in // groups) * k * k)
 
 
 def _bn(channels: int) -> _Tally:
     return _Tally(2 * channels)
 
 
-def _conv_bn(c_in: int, c_out: int, k: int, stride: int, size: int, groups: int = 1) -> Sized:
-    tally, out = _conv(c_in, c_out, k, stride, size, groups)
-    return tally + _bn(c_out), out
+def _op(layer: OpPlan) -> _Tally:
+    """A convolution, or an involution: its kernel generator (avg-pool by the stride, 1x1
+    reduce + BN, 1x1 span with bias) and its aggregation."""
+    c, k, out = layer.channels, layer.kernel_size, layer.out_size
+    if layer.op.kind == "conv":
+        return _conv(c, c, k, out, layer.groups)
+    reduce = _conv(c, layer.reduced, 1, out)
+    span = _conv(layer.reduced, k * k * layer.groups, 1, out, bias=True)
+    aggregation = c * out * out * k * k
+    return reduce + _bn(layer.reduced) + span + _Tally(0, aggregation, aggregation)
 
 
-def _involution(
-    channels: int, k: int, stride: int, groups: int, reduction: int, size: int
-) -> Sized:
-    """Kernel generator (avg-pool by stride, 1x1 reduce + BN, 1x1 span with bias) and the
-    aggregation: (tally, output size)."""
-    out = _out_size(size, k, stride, k // 2)
-    reduced = max(1, channels // reduction)
-    reduce, _ = _conv(channels, reduced, 1, 1, out)
-    span, _ = _conv(reduced, k * k * groups, 1, 1, out, bias=True)
-    aggregation = channels * out * out * k * k
-    return reduce + _bn(reduced) + span + _Tally(0, aggregation, aggregation), out
+def _layer(layer: LayerPlan | None) -> _Tally:
+    if isinstance(layer, ConvBNPlan):
+        conv = _conv(layer.in_channels, layer.out_channels, layer.kernel_size, layer.out_size)
+        return conv + _bn(layer.out_channels)
+    if isinstance(layer, OpPlan):
+        return _op(layer)
+    if isinstance(layer, BatchNormPlan):
+        return _bn(layer.channels)
+    if isinstance(layer, LinearPlan):
+        weights = layer.in_features * layer.out_features
+        return _Tally(weights + layer.out_features, weights)
+    return _Tally()  # identities, ReLU and pooling: no parameters, no counted MACs
 
 
-def _op(op: OpChoice, channels: int, stride: int, size: int) -> Sized:
-    if op.kind == "conv":
-        return _conv(channels, channels, op.kernel_size, stride, size, op.groups or 1)
-    return _involution(
-        channels, op.kernel_size, stride, op.groups_for(channels), op.reduction or 4, size
-    )
+def _sum(layers: Iterable[LayerPlan | None]) -> _Tally:
+    return sum((_layer(layer) for layer in layers), _Tally())
 
 
-def _stem(stem: StemSpec, in_channels: int, size: int) -> Sized:
-    c = stem.channels
-    if stem.kind == "conv":
-        tally, size = _conv_bn(in_channels, c, stem.kernel_size, stem.stride, size)
-        if stem.pool:
-            size = _out_size(size, 3, 2, 1)
-        return tally, size
-    if stem.kind == "resnet":
-        tally, size = _conv_bn(in_channels, c, 7, 2, size)
-        return tally, _out_size(size, 3, 2, 1)
-    half = c // 2  # the rednet stem's involution: 3x3, 16 channels per group, reduction 4
-    first, size = _conv_bn(in_channels, half, 3, 2, size)
-    involution, size = _involution(half, 3, 1, half // 16, 4, size)
-    last, size = _conv_bn(half, c, 3, 1, size)
-    return first + involution + _bn(half) + last, _out_size(size, 3, 2, 1)
+def _block(block: BlockPlan) -> _Tally:
+    return _sum(layer for _, layer in block.layers())
 
 
-def _block(spec: StageSpec, op: OpChoice, c_in: int, width: int, stride: int, size: int) -> Sized:
-    """One residual block: (tally, output size)."""
-    tally = _Tally()
-    if stride != 1 or c_in != width:
-        tally, _ = _conv_bn(c_in, width, 1, stride, size)
-    if spec.block == "bottleneck":
-        inner = spec.inner_width(width)
-        conv1, _ = _conv_bn(c_in, inner, 1, 1, size)
-        spatial, out = _op(op, inner, stride, size)
-        conv3, _ = _conv_bn(inner, width, 1, 1, out)
-        return tally + conv1 + spatial + _bn(inner) + conv3, out
-    if c_in != width:
-        entry, _ = _conv_bn(c_in, width, 1, 1, size)
-        tally = tally + entry
-    first, out = _op(op, width, stride, size)
-    second, _ = _op(op, width, 1, out)
-    return tally + first + _bn(width) + second + _bn(width), out
-
-
-def _head(width: int, num_classes: int) -> _Tally:
-    return _Tally(width * num_classes + num_classes, width * num_classes)
-
-
-def _stage_sizes(space: SearchSpace) -> tuple[_Tally, list[int]]:
-    """The stem's tally and the input size of every stage (architecture-independent)."""
-    stem, size = _stem(space.stem, space.input.channels, space.input.size)
-    sizes = []
-    for spec in space.stages:
-        sizes.append(size)
-        size = _out_size(size, 1, spec.stride, 0)  # = any odd k x k op with padding k // 2
-    return stem, sizes
-
-
-def _stage_tally(spec: StageSpec, stage: StageArch, c_in: int, size: int) -> _Tally:
-    total = _Tally()
-    for index, op in enumerate(stage.ops):
-        stride = spec.stride if index == 0 else 1
-        block, size = _block(
-            spec, op, c_in if index == 0 else stage.width, stage.width, stride, size
-        )
-        total = total + block
-    return total
+def _stage(stage: StagePlan) -> _Tally:
+    return sum((_block(block) for block in stage.blocks), _Tally())
 
 
 def _tally(space: SearchSpace, arch: Arch) -> _Tally:
-    check_arch(space, arch)
-    total, sizes = _stage_sizes(space)
-    channels = space.stem.channels
-    for spec, stage, size in zip(space.stages, arch.stages, sizes, strict=True):
-        total, channels = total + _stage_tally(spec, stage, channels, size), stage.width
-    return total + _head(channels, space.num_classes)
+    return _sum(plan_network(space, arch).layers())
+
+
+def plan_cost(plan: NetworkPlan) -> Cost:
+    """Params and MACs of the network ``plan`` describes."""
+    tally = _sum(plan.layers())
+    return Cost(tally.params, tally.macs, tally.aggregation)
 
 
 def cost(space: SearchSpace, arch: Arch) -> Cost:
     """Params and MACs of ``arch`` (ValueError if it is not in ``space``)."""
-    tally = _tally(space, arch)
-    return Cost(tally.params, tally.macs, tally.aggregation)
+    return plan_cost(plan_network(space, arch))
 
 
 def params(space: SearchSpace, arch: Arch) -> int:
@@ -216,18 +175,21 @@ def _stage_extremes(
     stage's depths and ops, given ``c_in`` incoming channels."""
     pinned = spec.pinned_ops
     candidates = spec.ops.candidates()
-    out = _out_size(size, 1, spec.stride, 0)
+    out = same_size(size, 1, spec.stride)
     best: dict[int, int] = {}
     for width in spec.width:
         if pinned is not None:
-            stage = StageArch(len(pinned), width, pinned)
-            best[width] = getattr(_stage_tally(spec, stage, c_in, size), field)
+            stage = plan_stage(spec, StageArch(len(pinned), width, pinned), c_in, size)
+            best[width] = getattr(_stage(stage), field)
             continue
         first = {
-            op: getattr(_block(spec, op, c_in, width, spec.stride, size)[0], field)
+            op: getattr(_block(plan_block(spec, op, c_in, width, spec.stride, size)), field)
             for op in candidates
         }
-        rest = {op: getattr(_block(spec, op, width, width, 1, out)[0], field) for op in candidates}
+        rest = {
+            op: getattr(_block(plan_block(spec, op, width, width, 1, out)), field)
+            for op in candidates
+        }
         values = []
         for depth in spec.depth:
             if spec.granularity == "stage":
@@ -239,10 +201,10 @@ def _stage_extremes(
 
 
 def _extreme(space: SearchSpace, pick: Pick, field: str) -> int:
-    stem, sizes = _stage_sizes(space)
+    stem = plan_stem(space.stem, space.input.channels, space.input.size)
     # state: incoming width -> extreme total so far
-    frontier = {space.stem.channels: getattr(stem, field)}
-    for spec, size in zip(space.stages, sizes, strict=True):
+    frontier = {stem.out_channels: getattr(_sum(stem.layers), field)}
+    for spec, size in zip(space.stages, stage_input_sizes(space), strict=True):
         reached: dict[int, int] = {}
         for c_in, so_far in frontier.items():
             for width, value in _stage_extremes(spec, c_in, size, pick, field).items():
@@ -250,7 +212,7 @@ def _extreme(space: SearchSpace, pick: Pick, field: str) -> int:
                 reached[width] = pick(reached.get(width, total), total)
         frontier = reached
     return pick(
-        so_far + getattr(_head(width, space.num_classes), field)
+        so_far + getattr(_layer(LinearPlan(width, space.num_classes)), field)
         for width, so_far in frontier.items()
     )
 

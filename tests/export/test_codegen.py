@@ -109,6 +109,21 @@ def test_generated_module_matches_archnet(case: str, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_seed_gives_archnet_weights(case: str, tmp_path: Path) -> None:
+    data, code = CASES[case]
+    space, arch = parse_space(data), Arch.decode(code)
+    name = f"seeded_{case.replace('-', '_').replace('/', '_')}"
+    module = import_source(generate_source(space, arch, INFO), tmp_path, name)
+    torch.manual_seed(0)
+    expected = build_model(space, arch).state_dict()
+    torch.manual_seed(0)
+    created = module.build().state_dict()
+    assert list(created) == list(expected)  # same modules, created in the same order
+    for key, value in expected.items():
+        assert torch.equal(created[key], value), key
+
+
 def test_generated_source_is_clean_python(tmp_path: Path) -> None:
     ruff = shutil.which("ruff")
     if ruff is None:
@@ -127,7 +142,11 @@ def test_only_the_parts_used_are_written(tmp_path: Path) -> None:
     source = generate_source(parse_space(data), arch, INFO)
     assert "def involution" not in source and "class Involution2d" not in source
     assert "class BasicBlock" not in source and "class Bottleneck" in source
-    assert '("a", "bottleneck", 32, 8, 1, [' in source  # the ARCH constant lists every stage
+    # every stage and every layer is written out with its numbers
+    assert '# stage "a": 2 bottleneck blocks, 16 -> 32 channels, 17x17 -> 17x17' in source
+    assert '# stage "b": 2 bottleneck blocks, 32 -> 16 channels, 17x17 -> 9x9' in source
+    assert "conv1=ConvBNAct(16, 8, 1, 1)," in source
+    assert "op=nn.Conv2d(8, 8, 5, 1, 2, groups=2, bias=False)," in source
     module = import_source(source, tmp_path, "gen_conv_only")
     assert module.build()(torch.randn(1, 3, 17, 17)).shape == (1, 3)
 

@@ -9,6 +9,7 @@ from torch import nn
 from invnas.nn import ArchNet, BasicBlock, Bottleneck, ConvBNAct, build_model, build_stem, make_op
 from invnas.ops import Involution2d
 from invnas.space.arch import Arch, StageArch
+from invnas.space.plan import plan_block, plan_stem
 from invnas.space.spec import (
     ConvSpace,
     InputSpec,
@@ -68,15 +69,20 @@ def test_output_shapes_on_an_odd_input_with_stride_two():
     assert tuple(model(x).shape) == (2, 5)
 
 
+def _block_plan(kind: str, c_in: int, width: int, op: OpChoice, stride: int, size: int):
+    spec = StageSpec("t", (1,), (width,), OPS, block=kind)
+    return plan_block(spec, op, c_in, width, stride, size)
+
+
 @pytest.mark.parametrize("size", [7, 9])
 def test_blocks_halve_odd_sizes_rounding_up(size):
     x = torch.randn(1, 8, size, size)
     expected = (size + 1) // 2
     for block in (
-        Bottleneck(8, 16, 4, INV, stride=2),
-        Bottleneck(8, 16, 4, CONV, stride=2),
-        BasicBlock(8, 12, INV_G2, stride=2),
-        BasicBlock(8, 8, CONV5G2, stride=2),
+        Bottleneck(_block_plan("bottleneck", 8, 16, INV, 2, size)),
+        Bottleneck(_block_plan("bottleneck", 8, 16, CONV, 2, size)),
+        BasicBlock(_block_plan("basic", 8, 12, INV_G2, 2, size)),
+        BasicBlock(_block_plan("basic", 8, 8, CONV5G2, 2, size)),
     ):
         assert block.eval()(x).shape[-2:] == (expected, expected), block
 
@@ -149,17 +155,19 @@ def test_conv_bn_act():
 
 
 def test_stems():
-    rednet = build_stem(StemSpec("rednet", channels=64), 3)
+    rednet = build_stem(plan_stem(StemSpec("rednet", channels=64), 3, 33))
     assert isinstance(rednet[1], Involution2d)
     assert (rednet[1].channels, rednet[1].groups, rednet[1].kernel_size) == (32, 2, (3, 3))
     assert isinstance(rednet[-1], nn.MaxPool2d)
     assert rednet(torch.randn(1, 3, 33, 33)).shape == (1, 64, 9, 9)
-    resnet = build_stem(StemSpec("resnet", channels=16), 1)
+    resnet = build_stem(plan_stem(StemSpec("resnet", channels=16), 1, 33))
     assert resnet[0].conv.kernel_size == (7, 7)
     assert resnet(torch.randn(1, 1, 33, 33)).shape == (1, 16, 9, 9)
-    pooled = build_stem(StemSpec("conv", channels=8, kernel_size=5, stride=1, pool=True), 3)
+    pooled = build_stem(
+        plan_stem(StemSpec("conv", channels=8, kernel_size=5, stride=1, pool=True), 3, 15)
+    )
     assert pooled(torch.randn(1, 3, 15, 15)).shape == (1, 8, 8, 8)
-    plain = build_stem(StemSpec("conv", channels=8), 3)
+    plain = build_stem(plan_stem(StemSpec("conv", channels=8), 3, 15))
     assert len(plain) == 1
 
 

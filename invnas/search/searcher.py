@@ -212,7 +212,7 @@ class ArchSearcher(Searcher):
         snapshot (they belong to Tune trials the restored experiment no longer knows, and
         would otherwise stay RUNNING in the journal forever)."""
         with open(checkpoint_path, "rb") as file:
-            state = pickle.load(file)
+            state = _upgrade(pickle.load(file))
         for key in _SNAPSHOT:
             setattr(self, key, state[key])
         in_flight = {trial.number for trial in self._asked.values()}
@@ -224,3 +224,13 @@ class ArchSearcher(Searcher):
         if lost:
             earlier = self._study.user_attrs.get(ABANDONED_ATTR, [])
             self._study.set_user_attr(ABANDONED_ATTR, sorted({*earlier, *lost}))
+
+
+def _upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot in the current form, also from invnas versions whose searcher subclassed
+    OptunaSearch (its whole ``__dict__``: the study, every Tune trial's Optuna trial, the
+    ids in flight) or did not yet track repeats."""
+    if "_ot_study" in state:
+        asked = {tid: state["_ot_trials"][tid] for tid in sorted(state["_in_flight"])}
+        state = {**state, "_study": state["_ot_study"], "_asked": asked}
+    return {"_scored": {}, "_repeats_told": 0, **state}

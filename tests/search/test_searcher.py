@@ -4,6 +4,7 @@ snapshots, the same suggestions as Ray's OptunaSearch, and public interfaces onl
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from pathlib import Path
 
@@ -141,3 +142,26 @@ def test_searcher_reads_no_private_attribute_of_ray_or_optuna():
     owners = set(re.findall(r"(\w+|\))\._(?!_)", source))
     assert owners <= {"self"}, owners
     assert "super().suggest" not in source and "ray.tune.search.optuna" not in source
+
+
+def test_restores_the_snapshot_of_the_searcher_that_subclassed_optuna_search(tmp_path):
+    journal, snapshot = tmp_path / "optuna.journal", tmp_path / "searcher.pkl"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    space = functools.partial(suggest_arch, space=load_space(TINY))
+    old = OptunaSearch(
+        space=space, metric=METRICS, mode=MODES, storage=storage, study_name="search"
+    )
+    old.suggest("t1"), old.suggest("t2")
+    old.on_trial_complete("t1", result(0.6))
+    old.save(str(snapshot))
+    state = pickle.loads(snapshot.read_bytes())  # + what the old subclass added to __dict__
+    state.update(_in_flight={"t2"}, _batch_started=2, _completed_count=1, _failed_count=0)
+    snapshot.write_bytes(pickle.dumps(state))
+
+    restored = make_searcher(journal)
+    restored.restore(str(snapshot))
+    assert (restored.completed, restored.repeats_told) == (1, 0)
+    restored.on_trial_complete("t2", result(0.7, macs=200))
+    assert states(restored) == [TrialState.COMPLETE] * 2 and restored.completed == 2
+    assert restored.study.trials[1].constraints == {"max_macs": 50}
+    assert restored.suggest("t3") is not None

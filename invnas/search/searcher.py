@@ -160,7 +160,7 @@ class ArchSearcher(Searcher):
                 return trial, config
             first_trial_id, values, constraints = known
             trial.set_user_attr(DUPLICATE_ATTR, first_trial_id)
-            self._tell(trial, values, constraints)
+            self._tell(trial, TrialState.COMPLETE, values, constraints)
             self._repeats_told += 1
             log.info("%s was scored by trial %s; not run again", config[ARCH_KEY], first_trial_id)
         return self._ask()
@@ -172,36 +172,42 @@ class ArchSearcher(Searcher):
         trial = self._asked.pop(trial_id, None)
         if trial is None:
             return
-        told = self._study.get_trials(deepcopy=False)[trial.number].state.is_finished()
-        if told:  # by a driver that died after the last snapshot; Tune ran the trial again
-            log.info("optuna trial %d was told before the restore; kept as told", trial.number)
         values = [result.get(m) for m in self.metric] if result else None
         if result is None and not error:  # stopped before it reported (e.g. a pending trial)
-            if not told:
-                self._study.tell(trial, state=TrialState.PRUNED)
+            self._tell(trial, TrialState.PRUNED)
         elif error or not values or any(v is None for v in values):
             self._failed_count += 1
             log.info("search trial %s failed (%d so far)", trial_id, self._failed_count)
-            if not told:
-                self._study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, TrialState.FAIL)
         else:
             self._completed_count += 1
             constraints = {}
             if self._tell_constraints:
                 constraints = constraint_violations(self._search_config, result)
-            scored = told or self._tell(trial, values, constraints)
             arch = result.get(ARCH_KEY)
-            if scored and arch is not None and arch not in self._scored:
-                self._scored[arch] = (trial_id, values, constraints)
+            if self._tell(trial, TrialState.COMPLETE, values, constraints) and arch is not None:
+                self._scored.setdefault(arch, (trial_id, values, constraints))
 
     def _tell(
-        self, trial: optuna.Trial, values: list[float], constraints: dict[str, float]
+        self,
+        trial: optuna.Trial,
+        state: TrialState,
+        values: list[float] | None = None,
+        constraints: dict[str, float] | None = None,
     ) -> bool:
-        """Tell Optuna a result with its constraints; False when Optuna refused the values
-        (e.g. NaN) and failed the trial."""
-        for name, violation in constraints.items():
-            trial.set_constraint(name, violation)
-        return self._study.tell(trial, values).state == TrialState.COMPLETE
+        """Tell Optuna how ``trial`` ended; True when it stands COMPLETE (False also when
+        Optuna refused the values, e.g. NaN, and failed it). A trial already finished, told
+        by a driver that died after the last snapshot (Tune then runs it again), stays as
+        it was told."""
+        frozen = self._study.get_trials(deepcopy=False)[trial.number]
+        if frozen.state.is_finished():
+            log.info("optuna trial %d was told before the restore; kept as told", trial.number)
+        else:
+            for name, violation in (constraints or {}).items():
+                trial.set_constraint(name, violation)
+            complete = state == TrialState.COMPLETE  # Optuna decides whether values are valid
+            frozen = self._study.tell(trial, values, state=None if complete else state)
+        return frozen.state == TrialState.COMPLETE
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:

@@ -210,6 +210,8 @@ class ArchSearcher(Searcher):
         return frozen.state == TrialState.COMPLETE
 
     def save(self, checkpoint_path: str) -> None:
+        """Pickle the study (its sampler's random state with it), the trials in flight and
+        the counters; Tune calls it at every experiment snapshot."""
         with open(checkpoint_path, "wb") as file:
             pickle.dump({key: getattr(self, key) for key in _SNAPSHOT}, file)
 

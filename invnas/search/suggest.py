@@ -31,8 +31,8 @@ def suggest_arch(trial: Any, *, space: SearchSpace, categorical: bool = True) ->
     """Suggest an architecture of ``space`` on the Optuna ``trial``; returns
     ``{"arch": Arch.encode()}`` (also stored as the trial's user attribute ``arch``).
 
-    Module-level so that ``functools.partial(suggest_arch, space=space)`` pickles, as
-    ``OptunaSearch`` requires of its define-by-run function.
+    Module-level so that ``functools.partial(suggest_arch, space=space)`` pickles, as the
+    search's searcher (which Tune pickles) requires of its define-by-run function.
     """
     stages = []
     for spec in space.stages:

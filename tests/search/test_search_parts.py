@@ -156,10 +156,9 @@ def test_cmaes_refuses_several_objectives():
         make_sampler("annealing", n_objectives=1, trials=8, seed=0)
 
 
-def make_searcher(target=4, batch=2, max_failures=1):
-    space = load_space(TINY)
+def make_searcher(target=4, batch=2, max_failures=1, space=None):
     return ArchSearcher(
-        space=functools.partial(suggest_arch, space=space),
+        space=space or functools.partial(suggest_arch, space=load_space(TINY)),
         metric=["accuracy", "macs"],
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
@@ -186,9 +185,9 @@ def test_searcher_suggests_in_batches_and_counts_completed_trials():
     searcher.on_trial_complete("t4", result())
     assert searcher.completed == 3 and searcher.failed == 1
     assert searcher.suggest("t5") == Searcher.FINISHED
-    states = [t.state for t in searcher._ot_study.trials]
+    states = [t.state for t in searcher.study.trials]
     assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
-    assert searcher._ot_study.trials[0].constraints == {"max_macs": 100 - 10**9}
+    assert searcher.study.trials[0].constraints == {"max_macs": 100 - 10**9}
 
 
 def test_searcher_stops_after_too_many_failures():
@@ -208,7 +207,7 @@ def test_searcher_restore_fails_trials_asked_after_the_snapshot(tmp_path):
     restored = make_searcher(target=4, batch=2)
     restored.restore(str(tmp_path / "snapshot.pkl"))
     # in-memory storage is pickled whole, so the lost ask is not even there
-    assert [t.state for t in restored._ot_study.trials] == [TrialState.RUNNING]
+    assert [t.state for t in restored.study.trials] == [TrialState.RUNNING]
     assert restored.suggest("t3") is not None
 
 
@@ -241,11 +240,11 @@ def test_searcher_answers_a_scored_architecture_without_running_it_again():
         score = {**result(accuracy=len(arch) / 100), "macs": sum(map(ord, arch)), "arch": arch}
         searcher.on_trial_complete(trial_id, score)
     assert len(set(run_archs)) == 24  # random draws from 32 archs would repeat long before
-    repeats = [t for t in searcher._ot_study.trials if "duplicate_of" in t.user_attrs]
+    repeats = [t for t in searcher.study.trials if "duplicate_of" in t.user_attrs]
     assert repeats and searcher.repeats_told == len(repeats)
     by_tune_id = {
         t.user_attrs["tune_trial_id"]: t
-        for t in searcher._ot_study.trials
+        for t in searcher.study.trials
         if "tune_trial_id" in t.user_attrs
     }
     for repeat in repeats:
@@ -256,8 +255,7 @@ def test_searcher_answers_a_scored_architecture_without_running_it_again():
 
 
 def test_searcher_runs_a_repeat_when_the_space_is_exhausted():
-    searcher = make_searcher(target=3, batch=1)
-    searcher._space = lambda trial: {"arch": "the-only-one"}  # a one-arch space
+    searcher = make_searcher(target=3, batch=1, space=lambda trial: {"arch": "the-only-one"})
     for trial_id in ("t1", "t2"):
         assert searcher.suggest(trial_id) == {"arch": "the-only-one"}
         searcher.on_trial_complete(trial_id, {**result(), "arch": "the-only-one"})

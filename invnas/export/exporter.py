@@ -34,7 +34,7 @@ from invnas.export.picking import (
     parse_pick,
 )
 from invnas.rundir import RunDir, RunResults, TrialMetrics, open_run
-from invnas.space.arch import Arch, cardinality
+from invnas.space.arch import Arch
 from invnas.space.serialize import dump_space, fixed_arch, fixed_space
 from invnas.space.spec import SearchSpace
 
@@ -56,17 +56,6 @@ def _prepare_out(out: str | os.PathLike, force: bool) -> Path:
             "another directory"
         )
     return path
-
-
-def only_arch(space: SearchSpace) -> Arch:
-    """The single architecture of a fixed space; ValueError naming the space otherwise."""
-    if not space.is_fixed:
-        raise ValueError(
-            f"{space.source or space.name}: stages: the space holds {cardinality(space)} "
-            "architectures; export takes a fixed space (one depth, width and op per stage) or a "
-            "run directory"
-        )
-    return fixed_arch(space)
 
 
 def _cost_metrics(space: SearchSpace, arch: Arch) -> dict[str, Any]:
@@ -122,7 +111,7 @@ def export_space(
 
     target = _prepare_out(out, force)
     space, config = load_space_file(space_path)
-    arch = only_arch(space)
+    arch = fixed_arch(space)
     torch.manual_seed(config.seed)
     model = build_model(space, arch).eval()
     shape = (space.input.channels, space.input.size, space.input.size)

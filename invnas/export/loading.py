@@ -19,9 +19,9 @@ def load_exported(path: str | os.PathLike) -> ArchNet:
     names and outputs are those of the standalone ``model.py`` beside them, but its
     involutions run on invnas's backends (the native CPU kernel, CuPy on CUDA).
     """
-    from invnas.export.exporter import only_arch
     from invnas.nn import build_model
     from invnas.space.loader import load_space
+    from invnas.space.serialize import fixed_arch
 
     directory = Path(path).expanduser()
     if not directory.is_dir():
@@ -30,7 +30,7 @@ def load_exported(path: str | os.PathLike) -> ArchNet:
     if missing:
         raise ValueError(f"{directory}: not an invnas export; missing {', '.join(missing)}")
     space = load_space(directory / "arch.yaml")
-    model = build_model(space, only_arch(space))
+    model = build_model(space, fixed_arch(space))
     state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,15 @@ from invnas.rundir.records import (
 from invnas.space.loader import SpaceFile
 
 PHASES = ("supernet", "search", "retrain")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as its directory records it: where it is, how it was started, what it found."""
+
+    path: Path
+    info: RunInfo
+    results: RunResults
 
 
 class RunDir:
@@ -119,6 +129,10 @@ class RunDir:
         """The parsed ``results.json``; ValueError if it is missing, not JSON, or not results."""
         data = _read_json(self.results_file, "the run has not started")
         return RunResults.from_json(data, str(self.results_file))
+
+    def load(self) -> Run:
+        """The whole typed record of this run (ValueError if a file is missing or damaged)."""
+        return Run(self.path, self.read_info(), self.read_results())
 
     def write_results(self, results: RunResults) -> None:
         """Replace ``results.json`` atomically (a reader never sees a partial file)."""

@@ -113,10 +113,12 @@ def fixed_space(space: SearchSpace, arch: Arch, name: str | None = None) -> Sear
 
 
 def fixed_arch(space: SearchSpace) -> Arch:
-    """The one architecture of a fixed space (ValueError if the space has several)."""
+    """The one architecture of a fixed space (ValueError naming the space's file, or its name,
+    if the space has several)."""
     if not space.is_fixed:
         raise ValueError(
-            f"space {space.name!r}: has {cardinality(space)} architectures; expected a fixed "
-            "space (one depth, one width and one op per block in every stage)"
+            f"{space.source or space.name}: stages: the space holds {cardinality(space)} "
+            "architectures; expected a fixed space (one depth, one width and one op per block in "
+            "every stage)"
         )
     return Arch(tuple(next(stage_choices(stage)) for stage in space.stages))

@@ -45,7 +45,7 @@ def test_every_class_is_spread_over_the_splits_in_proportion(digits16):
         assert (per_class - counts * fraction).abs().max() <= 1
 
 
-def test_images_are_resized_normalised_and_labelled(digits16):
+def test_images_are_resized_normalized_and_labelled(digits16):
     image, label = digits16.train[0]
     assert image.shape == (1, 16, 16) and image.dtype == torch.float32
     assert label.dtype == torch.long and 0 <= int(label) < 10

@@ -24,9 +24,10 @@ from rich.console import Console
 from invnas.ops.backends import cpu
 from invnas.search.driver import build_involution_kernel
 from invnas.search.progress import ProgressDisplay, showing
-from invnas.space.loader import load_space
+from invnas.space.loader import load_space_file
+space, config = load_space_file(sys.argv[1])
 with showing(ProgressDisplay(Console(file=sys.stdout, width=200))):
-    build_involution_kernel(load_space(sys.argv[1]))
+    build_involution_kernel(space, config.resources)
 print("built:", cpu.is_built())
 """
 

@@ -18,18 +18,19 @@ def _settings(tiny, **changes):
     return dataclasses.replace(tiny[1].retrain, **changes)
 
 
-def test_test_accuracy_and_latency_come_with_the_last_epoch_only(tiny, data):
+def _reported(tiny, data, epochs: int):
+    """Train a sampled arch for ``epochs`` epochs; the result and the epochs' reports."""
     space, _ = tiny
     reports: list[EpochReport] = []
+    settings = _settings(tiny, epochs=epochs)
     result = train_standalone(
-        space,
-        sample(space, 1),
-        _settings(tiny, epochs=2),
-        data,
-        CPU,
-        seed=7,
-        on_epoch=reports.append,
+        space, sample(space, 1), settings, data, CPU, seed=7, on_epoch=reports.append
     )
+    return result, reports
+
+
+def test_test_accuracy_and_latency_come_with_the_last_epoch_only(tiny, data):
+    result, reports = _reported(tiny, data, epochs=2)
     first, last = (r.metrics.as_dict() for r in reports)
     assert [r.epoch for r in reports] == [1, 2]
     assert set(first) == {"epoch", "train_loss", "train_accuracy", "val_accuracy"}
@@ -39,17 +40,7 @@ def test_test_accuracy_and_latency_come_with_the_last_epoch_only(tiny, data):
 
 
 def test_no_epochs_scores_the_initial_model_as_epoch_one(tiny, data):
-    space, _ = tiny
-    reports: list[EpochReport] = []
-    train_standalone(
-        space,
-        sample(space, 1),
-        _settings(tiny, epochs=0),
-        data,
-        CPU,
-        seed=7,
-        on_epoch=reports.append,
-    )
+    _, reports = _reported(tiny, data, epochs=0)
     assert [set(r.metrics.as_dict()) for r in reports] == [
         {"epoch", "val_accuracy", "test_accuracy", "latency_ms"}
     ]

@@ -29,6 +29,7 @@ run continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import platform
@@ -49,39 +50,44 @@ RESULTS = ROOT / "experiments" / "results"
 CACHE = RESULTS / "cache" / "rank_correlation"
 PUBLISHED = {"uniform": 0.62, "fair": 0.95}  # Kendall tau, 13 ImageNet models (FairNAS paper)
 BOOTSTRAP = 2000
+ENGINE_STREAMS = "engine-1"  # random streams of invnas.engine's training functions
 
 
 def load_space(
     epochs: int | None = None, supernet_epochs: int | None = None, path: Path = SPACE_FILE
 ):
-    """The space in ``path`` (quickstart), its retrain / supernet epochs optionally
-    overridden."""
+    """``(space, config)`` of the space file ``path`` (quickstart), its retrain / supernet
+    epochs optionally overridden."""
     import dataclasses
 
-    from invnas.space.loader import load_space as load
+    from invnas.space.loader import load_space_file
 
-    space = load(path)
-    run = space.run
+    space, config = load_space_file(path)
     if epochs is not None:
-        run = dataclasses.replace(run, retrain=dataclasses.replace(run.retrain, epochs=epochs))
+        retrain = dataclasses.replace(config.retrain, epochs=epochs)
+        config = dataclasses.replace(config, retrain=retrain)
     if supernet_epochs is not None:
-        supernet = dataclasses.replace(run.supernet, epochs=supernet_epochs)
-        run = dataclasses.replace(run, supernet=supernet)
-    return dataclasses.replace(space, run=run)
+        supernet = dataclasses.replace(config.supernet, epochs=supernet_epochs)
+        config = dataclasses.replace(config, supernet=supernet)
+    return space, config
 
 
-def digest(space) -> str:
-    """Short hash of everything in ``space`` (structure and settings): cache entries of an
-    edited space file are never reused."""
+def digest(space, config) -> str:
+    """Short hash of everything in the space and its settings (and of the engine's streams):
+    cache entries of an edited space file are never reused."""
     from invnas.space.serialize import space_to_dict
 
-    return _key(json.dumps(space_to_dict(space), sort_keys=True))
+    return _key(ENGINE_STREAMS, json.dumps(space_to_dict(space, config), sort_keys=True))
 
 
-def context_of(space):
-    from invnas.search.context import TrialContext
+def data_of(space, config):
+    """The run's seeded data, read as a trial reads it; one torch thread per worker."""
+    import torch
 
-    return TrialContext(space, str(Path(space.source).parent), space.run.seed, cpus=1)
+    from invnas.engine import load_data
+
+    torch.set_num_threads(1)
+    return load_data(space, config, Path(space.source).parent)
 
 
 def sample_archs(space, count: int, seed: int) -> list[str]:
@@ -123,105 +129,89 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def train_standalone(space, arch: str, seed: int, cache: Path) -> dict:
-    """Train ``arch`` from scratch with the space's retrain settings; its per-image
-    correctness on the test split (worker)."""
+def train_standalone(space, config, arch: str, seed: int, cache: Path) -> dict:
+    """Train ``arch`` from scratch with the space's retrain settings, as a retrain trial does
+    (:func:`invnas.engine.train_standalone`); its per-image correctness on the test split
+    (worker)."""
 
     def compute() -> dict:
         import torch
 
-        from invnas.nn import build_model
-        from invnas.search.context import derive_seed
+        from invnas.engine import train_standalone as train
         from invnas.space.arch import Arch
-        from invnas.train import make_optimizer, make_scheduler, seed_everything, train_epoch
+        from invnas.train import derive_seed
 
-        torch.set_num_threads(1)
-        context, settings = context_of(space), space.run.retrain
-        epochs = settings.epochs
-        splits = context.splits()
-        seed_everything(derive_seed(seed, "standalone", arch))
-        model = build_model(space, Arch.decode(arch))
-        optimizer = make_optimizer(model, settings.lr, settings.momentum, settings.weight_decay)
-        steps = len(context.train_loader(splits.train, 0))
-        scheduler = make_scheduler(optimizer, epochs, steps)
+        data = data_of(space, config)
+        settings = dataclasses.replace(config.retrain, mode="scratch")
         start = time.perf_counter()
-        for epoch in range(epochs):
-            loader = context.train_loader(splits.train, derive_seed(seed, arch, epoch))
-            train_epoch(model, loader, optimizer, scheduler=scheduler, epoch=epoch)
+        result = train(
+            space,
+            Arch.decode(arch),
+            settings,
+            data,
+            torch.device("cpu"),
+            seed=derive_seed(seed, "standalone", arch),
+            latency_threads=1,
+        )
         return {
             "arch": arch,
-            "test_correct": correct_flags(model, context.eval_loader(splits.test)),
+            "test_correct": correct_flags(result.model, data.eval_loader("test")),
             "seconds": time.perf_counter() - start,
         }
 
-    return _cached(cache / f"standalone-{_key(digest(space), arch, seed)}.json", compute)
+    return _cached(cache / f"standalone-{_key(digest(space, config), arch, seed)}.json", compute)
 
 
-def supernet_file(space, sampling: str, cache: Path) -> Path:
-    return cache / f"supernet-{sampling}-{space.run.supernet.epochs}ep-{digest(space)}.pt"
+def supernet_file(space, config, sampling: str, cache: Path) -> Path:
+    epochs = config.supernet.epochs
+    return cache / f"supernet-{sampling}-{epochs}ep-{digest(space, config)}.pt"
 
 
-def train_supernet(space, sampling: str, cache: Path) -> Path:
+def train_supernet(space, config, sampling: str, cache: Path) -> Path:
     """Train a supernet of ``space`` with path sampler ``sampling`` and the space's supernet
-    settings, as the supernet phase does; its state_dict file (cached) (worker)."""
+    settings, as the supernet phase does (:func:`invnas.engine.train_supernet`); its
+    state_dict file (cached) (worker)."""
     import torch
 
-    from invnas.nn import Supernet, make_sampler
-    from invnas.search.context import derive_seed
-    from invnas.train import make_optimizer, make_scheduler, seed_everything, train_supernet_epoch
+    from invnas.engine import cpu_state_dict
+    from invnas.engine import train_supernet as train
 
-    path = supernet_file(space, sampling, cache)
+    path = supernet_file(space, config, sampling, cache)
     if path.exists():
         return path
-    torch.set_num_threads(1)
-    context, settings = context_of(space), space.run.supernet
-    epochs = settings.epochs
-    splits = context.splits()
-    seed_everything(derive_seed(context.seed, "supernet-init"))
-    supernet = Supernet(space)
-    optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)
-    scheduler = make_scheduler(optimizer, epochs, len(context.train_loader(splits.train, 0)))
+    data = data_of(space, config)
     start = time.perf_counter()
-    for epoch in range(epochs):
-        epoch_seed = derive_seed(context.seed, "supernet", epoch)
-        seed_everything(epoch_seed)
-        train_supernet_epoch(
-            supernet,
-            context.train_loader(splits.train, epoch_seed),
-            optimizer,
-            make_sampler(sampling, space, seed=epoch_seed),
-            scheduler=scheduler,
-            epoch=epoch,
-        )
+    # no monitor accuracy: it only reports (the weights are the same) and would add to the time
+    result = train(
+        space,
+        dataclasses.replace(config.supernet, sampling=sampling),
+        data,
+        torch.device("cpu"),
+        bn_batches=config.search.bn_batches,
+        monitor_archs=0,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(supernet.state_dict(), path.with_suffix(".partial"))
+    torch.save(cpu_state_dict(result.model), path.with_suffix(".partial"))
     path.with_suffix(".partial").replace(path)
     (path.with_suffix(".json")).write_text(json.dumps({"seconds": time.perf_counter() - start}))
     return path
 
 
-def score_inherited(space, weights: Path, archs: list[str]) -> dict[str, dict]:
+def score_inherited(space, config, weights: Path, archs: list[str]) -> dict[str, dict]:
     """Each arch's per-image correctness (val and test) with weights inherited from the
-    supernet in ``weights`` and BatchNorm recalibrated as a search trial does (worker)."""
-    import torch
-
-    from invnas.nn import Supernet, recalibrate_bn
-    from invnas.search.context import derive_seed
+    supernet in ``weights`` and BatchNorm recalibrated as a search trial does
+    (:func:`invnas.engine.inherited_model`) (worker)."""
+    from invnas.engine import inherited_model, load_supernet
     from invnas.space.arch import Arch
 
-    torch.set_num_threads(1)
-    context = context_of(space)
-    splits = context.splits()
-    supernet = Supernet(space)
-    supernet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    data = data_of(space, config)
+    supernet = load_supernet(space, weights)
     scores = {}
     for arch in archs:
-        subnet = supernet.extract(Arch.decode(arch))
-        calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-        recalibrate_bn(subnet, calibration, space.run.search.bn_batches)
+        subnet = inherited_model(supernet, Arch.decode(arch), data, config.search.bn_batches)
         scores[arch] = {
-            "val_correct": correct_flags(subnet, context.eval_loader(splits.val)),
-            "test_correct": correct_flags(subnet, context.eval_loader(splits.test)),
+            "val_correct": correct_flags(subnet.model, data.eval_loader("val")),
+            "test_correct": correct_flags(subnet.model, data.eval_loader("test")),
         }
     return scores
 
@@ -246,44 +236,41 @@ def bootstrap_tau(x_flags: list[list[int]], y_flags: list[list[int]], seed: int)
     return [taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]]
 
 
-def variants(space) -> dict[str, tuple[str, object]]:
-    """Supernets to compare: name -> (path sampler, space with its supernet epochs). Besides
+def variants(space, config) -> dict[str, tuple[str, object]]:
+    """Supernets to compare: name -> (path sampler, settings with its supernet epochs). Besides
     ``uniform`` and ``fair`` at the space's epochs, ``uniform-same-compute`` trains uniform
     sampling for as many paths as ``fair`` does (fair trains several paths per step)."""
-    import dataclasses
-
     from invnas.nn import FairSampler
 
     paths = FairSampler(space).paths_per_step
-    settings = space.run.supernet
+    settings = config.supernet
     longer = dataclasses.replace(settings, epochs=settings.epochs * paths)
-    same_compute = dataclasses.replace(space, run=dataclasses.replace(space.run, supernet=longer))
     return {
-        "uniform": ("uniform", space),
-        "fair": ("fair", space),
-        "uniform-same-compute": ("uniform", same_compute),
+        "uniform": ("uniform", config),
+        "fair": ("fair", config),
+        "uniform-same-compute": ("uniform", dataclasses.replace(config, supernet=longer)),
     }
 
 
 def run(args: argparse.Namespace) -> dict:
-    space = load_space(args.epochs, args.supernet_epochs, Path(args.space).resolve())
+    space, config = load_space(args.epochs, args.supernet_epochs, Path(args.space).resolve())
     archs = sample_archs(space, args.archs, args.seed)
     seeds = [args.seed + r for r in range(args.repeats)]
     cache = Path(args.cache)
-    compared = variants(space)
+    compared = variants(space, config)
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         supernets = {
-            name: pool.submit(train_supernet, variant_space, sampling, cache)
-            for name, (sampling, variant_space) in compared.items()
+            name: pool.submit(train_supernet, space, variant, sampling, cache)
+            for name, (sampling, variant) in compared.items()
         }
         alone = {
-            (a, seed): pool.submit(train_standalone, space, a, seed, cache)
+            (a, seed): pool.submit(train_standalone, space, config, a, seed, cache)
             for seed in seeds
             for a in archs
         }
         inherited = {
-            name: pool.submit(score_inherited, space, future.result(), archs)
+            name: pool.submit(score_inherited, space, config, future.result(), archs)
             for name, future in supernets.items()
         }
         standalone = {key: future.result() for key, future in alone.items()}
@@ -297,15 +284,15 @@ def run(args: argparse.Namespace) -> dict:
     ]
     alone_acc = [mean(f) / len(seeds) for f in alone_flags]
     found = {}
-    for name, (sampling, variant_space) in compared.items():
+    for name, (sampling, variant) in compared.items():
         scores = inherited_scores[name]
         on_val = [mean(scores[a]["val_correct"]) for a in archs]
         on_test = [mean(scores[a]["test_correct"]) for a in archs]
         test_flags = [scores[a]["test_correct"] for a in archs]
-        timing = supernet_file(variant_space, sampling, cache).with_suffix(".json")
+        timing = supernet_file(space, variant, sampling, cache).with_suffix(".json")
         found[name] = {
             "sampling": sampling,
-            "epochs": variant_space.run.supernet.epochs,
+            "epochs": variant.supernet.epochs,
             "published_kendall_tau": PUBLISHED.get(name),
             "supernet_train_seconds": json.loads(timing.read_text())["seconds"],
             "kendall_tau": kendall_tau_b(on_test, alone_acc),
@@ -323,12 +310,12 @@ def run(args: argparse.Namespace) -> dict:
         "experiment": "rank_correlation",
         "command": "python experiments/rank_correlation.py " + " ".join(sys.argv[1:]),
         "space": args.space,
-        "space_digest": digest(space),
+        "space_digest": digest(space, config),
         "archs": archs,
-        "standalone_epochs": space.run.retrain.epochs,
+        "standalone_epochs": config.retrain.epochs,
         "standalone_seeds": seeds,
-        "supernet_epochs": space.run.supernet.epochs,
-        "bn_batches": space.run.search.bn_batches,
+        "supernet_epochs": config.supernet.epochs,
+        "bn_batches": config.search.bn_batches,
         "seed": args.seed,
         "test_images": len(alone_flags[0]),
         "standalone_test_accuracy": alone_acc,

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from rank_correlation import (  # noqa: E402
     CACHE,
     RESULTS,
-    context_of,
+    data_of,
     digest,
     load_space,
     train_supernet,
@@ -53,19 +53,15 @@ EVAL_CACHE = RESULTS / "cache" / "search_efficiency"
 
 
 class Evaluator:
-    """Inherited-weight validation accuracy and MACs of quickstart architectures, memoized."""
+    """Inherited-weight validation accuracy and MACs of quickstart architectures, scored as a
+    search trial scores them (:func:`invnas.engine.score_arch`), memoized."""
 
-    def __init__(self, space, weights: Path, memo_file: Path) -> None:
-        import torch
+    def __init__(self, space, config, weights: Path, memo_file: Path) -> None:
+        from invnas.engine import load_supernet
 
-        from invnas.nn import Supernet
-
-        torch.set_num_threads(1)
-        self.space = space
-        self.context = context_of(self.space)
-        self.splits = self.context.splits()
-        self.supernet = Supernet(self.space)
-        self.supernet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.config = config
+        self.data = data_of(space, config)
+        self.supernet = load_supernet(space, weights)
         self.memo_file = memo_file
         self.memo: dict[str, list[float]] = {}
         for earlier in sorted(memo_file.parent.glob("evaluations-*.json")):
@@ -74,25 +70,22 @@ class Evaluator:
 
     def __call__(self, arch: str) -> tuple[float, int]:
         if arch not in self.memo:
-            from invnas.nn import recalibrate_bn
-            from invnas.search.context import derive_seed
+            from invnas.engine import score_arch
             from invnas.space.arch import Arch
-            from invnas.space.cost import cost
-            from invnas.train import evaluate
 
-            decoded = Arch.decode(arch)
-            subnet = self.supernet.extract(decoded)
-            context, splits = self.context, self.splits
-            calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-            recalibrate_bn(subnet, calibration, self.space.run.search.bn_batches)
-            accuracy = evaluate(subnet, context.eval_loader(splits.val)).accuracy
-            self.memo[arch] = [accuracy, cost(self.space, decoded).macs]
+            bn_batches = self.config.search.bn_batches
+            score = score_arch(
+                self.supernet, Arch.decode(arch), self.data, bn_batches, measure_latency=False
+            )
+            self.memo[arch] = [score.accuracy, score.macs]
             self.fresh += 1
         accuracy, macs = self.memo[arch]
         return accuracy, int(macs)
 
 
-def one_search(space, sampler_name: str, seed: int, budget: int, weights: Path, cache: Path):
+def one_search(
+    space, config, sampler_name: str, seed: int, budget: int, weights: Path, cache: Path
+):
     """One Optuna study of ``budget`` trials with sampler ``sampler_name`` (worker)."""
     import optuna
 
@@ -100,8 +93,9 @@ def one_search(space, sampler_name: str, seed: int, budget: int, weights: Path, 
     from invnas.search.suggest import suggest_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = cache / digest(space)  # evaluations of this space and supernet only
-    evaluator = Evaluator(space, weights, cache / f"evaluations-{sampler_name}-{seed}.json")
+    cache = cache / digest(space, config)  # evaluations of this space and supernet only
+    memo_file = cache / f"evaluations-{sampler_name}-{seed}.json"
+    evaluator = Evaluator(space, config, weights, memo_file)
     suggest = functools.partial(
         suggest_arch, space=space, categorical=uses_categorical(sampler_name)
     )
@@ -175,16 +169,17 @@ def volume_curve(trials: list[dict], macs_max: int) -> list[float]:
 def run(args: argparse.Namespace) -> dict:
     from invnas.space.cost import bounds
 
-    space = load_space(supernet_epochs=args.supernet_epochs)
-    supernet_epochs = space.run.supernet.epochs
+    space, config = load_space(supernet_epochs=args.supernet_epochs)
+    supernet_epochs = config.supernet.epochs
     macs_max = bounds(space).macs_max
     started = time.perf_counter()
-    weights = train_supernet(space, "uniform", Path(args.supernet_cache))
+    weights = train_supernet(space, config, "uniform", Path(args.supernet_cache))
     cache = Path(args.cache)
     jobs = [(s, seed) for seed in range(args.seeds) for s in SAMPLERS]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(one_search, space, s, seed, args.trials, weights, cache) for s, seed in jobs
+            pool.submit(one_search, space, config, s, seed, args.trials, weights, cache)
+            for s, seed in jobs
         ]
         searches = [f.result() for f in futures]
     elapsed = time.perf_counter() - started

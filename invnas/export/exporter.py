@@ -149,10 +149,8 @@ def _inherited_model(
 ) -> tuple[nn.Module, dict]:
     """The supernet's weights for ``arch`` with BatchNorm recalibrated as the search did it
     (same training batches), and that model's accuracy on the validation split."""
-    from invnas.nn.bn import recalibrate_bn
+    from invnas.engine import load_data, score_arch
     from invnas.nn.supernet import Supernet
-    from invnas.search.context import TrialContext, derive_seed
-    from invnas.train.loops import evaluate
 
     supernet_phase = results.phases.supernet
     relative = supernet_phase.weights
@@ -163,21 +161,21 @@ def _inherited_model(
         )
     supernet = Supernet(space)
     supernet.load_state_dict(_load_state(run.path / relative, "supernet"))
-    model = supernet.extract(arch)
-    del supernet
-    context = TrialContext(space=space, run=config, data_root=run.read_info().data_root)
-    splits = context.splits()
+    data = load_data(space, config, run.read_info().data_root)
     batches = config.search.bn_batches or DEFAULT_BN_BATCHES
-    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-    used = recalibrate_bn(model, calibration, batches)
-    accuracy = evaluate(model, context.eval_loader(splits.val)).accuracy
+    score = score_arch(supernet, arch, data, batches, measure_latency=False)
+    del supernet
     recalibration = {
-        "batches": used,
+        "batches": score.bn_batches,
         "batch_size": config.data.batch_size,
         "split": "train",
         "as_in_search": batches == config.search.bn_batches,
     }
-    return model, {"accuracy": accuracy, "bn_recalibration": recalibration, "weights": relative}
+    return score.model, {
+        "accuracy": score.accuracy,
+        "bn_recalibration": recalibration,
+        "weights": relative,
+    }
 
 
 def _trial_source(run: RunDir, choice: Choice, phase: str, **extra: Any) -> dict[str, Any]:

@@ -1,35 +1,20 @@
-"""What every trial of every phase needs: the space, where its data lives, the seed and its
-share of the machine; plus the seeded data loaders built from them inside the trial."""
+"""What every trial of every phase needs: the space, the run's settings, where its data lives
+and its share of the machine; the training itself is :mod:`invnas.engine`'s."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
-from invnas.config import DataConfig, RunConfig
-from invnas.space.spec import InputSpec, SearchSpace
+from invnas.config import RunConfig
+from invnas.engine.data import SeededData, load_data
+from invnas.space.spec import SearchSpace
+from invnas.train.seeding import derive_seed
 
-EVAL_BATCH_SIZE = 256
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_splits(
-    data: DataConfig, input: InputSpec, seed: int, root: str | None, num_classes: int
-):
-    from invnas.data import load_splits
-
-    return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
-
-
-def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """``model``'s state_dict on the CPU, so that saved weights load on any machine."""
-    return {key: value.detach().cpu() for key, value in model.state_dict().items()}
+__all__ = ["TrialContext", "derive_seed", "portable_errors"]
 
 
 def portable_errors(trainable):
@@ -50,12 +35,6 @@ def portable_errors(trainable):
             raise
 
     return run
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A seed for one use (e.g. ``("supernet", epoch)``), stable across runs and machines."""
-    text = ":".join([str(seed), *map(str, parts)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -79,35 +58,19 @@ class TrialContext:
         """The run's seed: every random stream of its trials derives from it."""
         return self.run.seed
 
+    @property
+    def threads(self) -> int:
+        """Torch threads of a trial (and of its latency measurements): its whole CPUs."""
+        return max(1, int(self.cpus))
+
     def setup(self) -> torch.device:
         """Thread count and device for this trial; returns the device."""
-        torch.set_num_threads(max(1, int(self.cpus)))
+        torch.set_num_threads(self.threads)
         if self.gpus > 0 and torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
 
-    def splits(self):
-        """The dataset's train/val/test splits (fixed by the seed); read once per process,
-        since Tune reuses a trial's worker process for the next trial."""
-        space = self.space
-        return _cached_splits(
-            self.run.data, space.input, self.seed, self.data_root, space.num_classes
-        )
-
-    def train_loader(self, dataset, seed: int) -> DataLoader:
-        """Shuffled training batches in an order fixed by ``seed``."""
-        from invnas.data import make_loader
-
-        data = self.run.data
-        return make_loader(
-            dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers
-        )
-
-    def eval_loader(self, dataset) -> DataLoader:
-        """Unshuffled batches for evaluation."""
-        from invnas.data import make_loader
-
-        batch = max(EVAL_BATCH_SIZE, self.run.data.batch_size)
-        return make_loader(
-            dataset, batch, shuffle=False, seed=0, num_workers=self.run.data.num_workers
-        )
+    def data(self) -> SeededData:
+        """The dataset's seeded splits and loaders; read once per process, since Tune reuses
+        a trial's worker process for the next trial."""
+        return load_data(self.space, self.run, self.data_root)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import torch
 from ray import tune
 
+from invnas.engine.checkpoint import TRAINING_STATE_FILE, write_checkpoint
+from invnas.engine.records import EpochReport
 from invnas.rundir import PhaseRecordT, PhaseStatus
 from invnas.search.progress import TuneProgress
 
@@ -107,23 +109,24 @@ def interrupted(record: PhaseRecordT) -> PhaseRecordT:
     )
 
 
-TRAINING_STATE_FILE = "training.pt"
-
-
-def report_with_checkpoint(
-    model: torch.nn.Module, optimizer, scheduler, epoch: int, metrics: dict, weights_file: str
-) -> None:
-    """Report ``metrics`` to Tune with a checkpoint of ``model``'s weights (CPU tensors, in
-    ``weights_file``) and the training state a restored trial resumes from."""
-    from invnas.search.context import cpu_state_dict
-    from invnas.train import save_training_state
-
+def report_with_checkpoint(report: EpochReport, weights_file: str) -> None:
+    """Report an engine epoch's metrics to Tune with a checkpoint of its model's weights
+    (CPU tensors, in ``weights_file``) and the training state a restored trial resumes from."""
     with tempfile.TemporaryDirectory() as directory:
-        torch.save(cpu_state_dict(model), Path(directory) / weights_file)
-        save_training_state(
-            Path(directory) / TRAINING_STATE_FILE, model, optimizer, scheduler, epoch
-        )
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        write_checkpoint(directory, report, weights_file)
+        tune.report(report.metrics.as_dict(), checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+@contextlib.contextmanager
+def resume_file() -> Iterator[Path | None]:
+    """The ``training.pt`` of the trial's latest checkpoint (None in a fresh trial), to pass
+    to the engine as ``resume_from``; it exists until the context ends."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield Path(directory) / TRAINING_STATE_FILE
 
 
 def copy_checkpoint_weights(checkpoint: tune.Checkpoint, weights_file: str, target: Path) -> None:

@@ -3,12 +3,12 @@ weights, then scored on the held-out test split (one Tune trial per winner)."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from pathlib import Path
 
-import torch
 from ray import tune
 
+from invnas.engine import train_standalone
 from invnas.rundir import (
     Failure,
     PhaseStatus,
@@ -20,101 +20,47 @@ from invnas.rundir import (
 )
 from invnas.search.context import TrialContext, derive_seed, portable_errors
 from invnas.search.experiment import (
-    TRAINING_STATE_FILE,
     copy_checkpoint_weights,
     fit,
     interrupted,
     parse_trial_dirname,
     report_with_checkpoint,
+    resume_file,
     run_config,
     trial_dirname,
     trial_error,
     unfinished,
 )
 from invnas.search.progress import TuneProgress
+from invnas.space.arch import Arch
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.pt"
 
 
-def _initial_model(context: TrialContext, arch, supernet_weights: str | None, splits, device):
-    from invnas.nn import build_model
-    from invnas.nn.bn import recalibrate_bn
-    from invnas.nn.supernet import Supernet
-
-    settings = context.run.retrain
-    if settings.mode == "scratch":
-        return build_model(context.space, arch).to(device)
-    supernet = Supernet(context.space)
-    supernet.load_state_dict(torch.load(supernet_weights, map_location="cpu", weights_only=True))
-    model = supernet.extract(arch).to(device)
-    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-    recalibrate_bn(model, calibration, context.run.search.bn_batches)
-    return model
-
-
 @portable_errors
 def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | None) -> None:
     """Tune trainable: train ``config["candidate"]["arch"]`` for ``retrain.epochs`` epochs
-    (resuming from the trial's last checkpoint), reporting validation accuracy every epoch and
-    the test accuracy with the last one; every report checkpoints ``model.pt``."""
-    from invnas.space.arch import Arch
-    from invnas.train import (
-        evaluate,
-        load_training_state,
-        make_optimizer,
-        make_scheduler,
-        measure_latency_ms,
-        seed_everything,
-        train_epoch,
-    )
-
+    (:func:`invnas.engine.train_standalone`, resuming from the trial's last checkpoint),
+    reporting validation accuracy every epoch and the test accuracy with the last one; every
+    report checkpoints ``model.pt``."""
     device = context.setup()
-    settings = context.run.retrain
     candidate = config["candidate"]
-    arch = Arch.decode(candidate["arch"])
-    seed = derive_seed(context.seed, "retrain", candidate["rank"])
-    seed_everything(seed)
-    splits = context.splits()
-    model = _initial_model(context, arch, supernet_weights, splits, device)
-    optimizer = make_optimizer(model, settings.lr, settings.momentum, settings.weight_decay)
-    steps = len(context.train_loader(splits.train, 0))
-    scheduler = make_scheduler(optimizer, max(settings.epochs, 1), steps)
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            start, _ = load_training_state(
-                Path(directory) / TRAINING_STATE_FILE,
-                model,
-                optimizer,
-                scheduler,
-                restore_rng=False,
-            )
-    val_loader = context.eval_loader(splits.val)
-    for epoch in range(start, max(settings.epochs, 1)):
-        metrics: dict = {"epoch": epoch + 1}
-        if settings.epochs > 0:
-            epoch_seed = derive_seed(seed, epoch)
-            seed_everything(epoch_seed)
-            stats = train_epoch(
-                model,
-                context.train_loader(splits.train, epoch_seed),
-                optimizer,
-                scheduler=scheduler,
-                epoch=epoch,
-            )
-            metrics.update(train_loss=stats.loss, train_accuracy=stats.accuracy)
-        metrics["val_accuracy"] = evaluate(model, val_loader).accuracy
-        if epoch + 1 >= settings.epochs:
-            metrics["test_accuracy"] = evaluate(model, context.eval_loader(splits.test)).accuracy
-            metrics["latency_ms"] = measure_latency_ms(
-                model,
-                (context.space.input.channels, context.space.input.size, context.space.input.size),
-                threads=max(1, int(context.cpus)),
-            )
-        report_with_checkpoint(model, optimizer, scheduler, epoch + 1, metrics, WEIGHTS_FILE)
+    with resume_file() as resume_from:
+        train_standalone(
+            context.space,
+            Arch.decode(candidate["arch"]),
+            context.run.retrain,
+            context.data(),
+            device,
+            seed=derive_seed(context.seed, "retrain", candidate["rank"]),
+            supernet_weights=supernet_weights,
+            bn_batches=context.run.search.bn_batches,
+            latency_threads=context.threads,
+            on_epoch=functools.partial(report_with_checkpoint, weights_file=WEIGHTS_FILE),
+            resume_from=resume_from,
+        )
 
 
 def candidates_of(ranked_trials: list[TrialRecord], top_k: int) -> list[dict]:

@@ -13,11 +13,12 @@ import shutil
 from pathlib import Path
 
 import ray
-import torch
 from ray import tune
 
+from invnas.engine import load_supernet, score_arch
+from invnas.nn.supernet import Supernet
 from invnas.rundir import Failure, PhaseStatus, RunDir, SearchPhase, TrialMetrics, TrialRecord
-from invnas.search.context import TrialContext, derive_seed, portable_errors
+from invnas.search.context import TrialContext, portable_errors
 from invnas.search.experiment import (
     fit,
     interrupted,
@@ -32,47 +33,40 @@ from invnas.search.progress import TuneProgress
 from invnas.search.samplers import make_sampler, uses_categorical, uses_constraints
 from invnas.search.searcher import DUPLICATE_ATTR, ArchSearcher
 from invnas.search.suggest import ARCH_KEY, suggest_arch
+from invnas.space.arch import Arch
 
 log = logging.getLogger(__name__)
 
 STUDY_NAME = "search"
-LATENCY_REPEATS = 20
 
 
 @portable_errors
 def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) -> None:
-    """Tune trainable: score the architecture ``config["arch"]`` with inherited weights."""
-    from invnas.nn.bn import recalibrate_bn
-    from invnas.space.arch import Arch
-    from invnas.space.cost import cost
-    from invnas.train import evaluate, measure_latency_ms
-
+    """Tune trainable: score the architecture ``config["arch"]`` with inherited weights
+    (:func:`invnas.engine.score_arch`)."""
     device = context.setup()
-    space = context.space
     arch = Arch.decode(config[ARCH_KEY])
-    splits = context.splits()
-    subnet = _supernet(space, supernet_weights).extract(arch).to(device)
-    calibration = context.train_loader(splits.train, derive_seed(context.seed, "bn"))
-    recalibrate_bn(subnet, calibration, context.run.search.bn_batches)
-    stats = evaluate(subnet, context.eval_loader(splits.val))
-    if not math.isfinite(stats.loss):
-        raise FloatingPointError(
-            f"validation loss of {arch.encode()} is {stats.loss} with the supernet's weights"
-        )
-    counted = cost(space, arch)
-    latency = measure_latency_ms(
-        subnet,
-        (space.input.channels, space.input.size, space.input.size),
-        repeats=LATENCY_REPEATS,
-        threads=max(1, int(context.cpus)),
+    data = context.data()
+    supernet = _supernet(context.space, supernet_weights)
+    score = score_arch(
+        supernet,
+        arch,
+        data,
+        context.run.search.bn_batches,
+        device=device,
+        latency_threads=context.threads,
     )
+    if not math.isfinite(score.loss):
+        raise FloatingPointError(
+            f"validation loss of {arch.encode()} is {score.loss} with the supernet's weights"
+        )
     tune.report(
         {
-            "accuracy": stats.accuracy,
-            "val_loss": stats.loss,
-            "params": counted.params,
-            "macs": counted.macs,
-            "latency_ms": latency,
+            "accuracy": score.accuracy,
+            "val_loss": score.loss,
+            "params": score.params,
+            "macs": score.macs,
+            "latency_ms": score.latency_ms,
             ARCH_KEY: arch.encode(),
             "node_id": ray.get_runtime_context().get_node_id(),
         }
@@ -80,14 +74,10 @@ def evaluate_arch(config: dict, context: TrialContext, supernet_weights: str) ->
 
 
 @functools.lru_cache(maxsize=1)
-def _supernet(space, weights: str):
+def _supernet(space, weights: str) -> Supernet:
     """The trained supernet, loaded once per worker process (Tune reuses it across trials;
     ``extract`` copies weights, so trials never change it)."""
-    from invnas.nn.supernet import Supernet
-
-    supernet = Supernet(space)
-    supernet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return supernet
+    return load_supernet(space, weights)
 
 
 def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearcher:

@@ -14,7 +14,7 @@ from invnas.train.loops import (
     train_epoch,
     train_supernet_epoch,
 )
-from invnas.train.seeding import seed_everything
+from invnas.train.seeding import derive_seed, seed_everything
 
 __all__ = [
     "ArchSampler",
@@ -22,6 +22,7 @@ __all__ = [
     "EpochStats",
     "EvalStats",
     "NonFiniteLossError",
+    "derive_seed",
     "evaluate",
     "load_training_state",
     "make_optimizer",

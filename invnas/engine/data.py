@@ -1,0 +1,84 @@
+"""The dataset's splits, fixed by the run's seed, and the seeded loaders every phase batches
+them with."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torch.utils.data import DataLoader
+
+from invnas.config import DataConfig, RunConfig
+from invnas.data import DatasetSplits, load_splits, make_loader
+from invnas.space.spec import InputSpec, SearchSpace
+from invnas.train.seeding import derive_seed
+
+EVAL_BATCH_SIZE = 256
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class SeededData:
+    """The splits of a run's dataset and how they are batched.
+
+    ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
+    streams (training order, BatchNorm calibration batches, sampled paths) from it.
+    """
+
+    splits: DatasetSplits
+    seed: int
+    batch_size: int
+    num_workers: int = 0
+
+    def train_loader(self, seed: int) -> DataLoader:
+        """Shuffled training batches in an order fixed by ``seed``."""
+        return make_loader(
+            self.splits.train,
+            self.batch_size,
+            shuffle=True,
+            seed=seed,
+            num_workers=self.num_workers,
+        )
+
+    def eval_loader(self, split: Split) -> DataLoader:
+        """Unshuffled batches of ``split`` for evaluation."""
+        return make_loader(
+            getattr(self.splits, split),
+            max(EVAL_BATCH_SIZE, self.batch_size),
+            shuffle=False,
+            seed=0,
+            num_workers=self.num_workers,
+        )
+
+    def calibration_loader(self) -> DataLoader:
+        """The training batches BatchNorm is recalibrated on, the same for every subnet."""
+        return self.train_loader(derive_seed(self.seed, "bn"))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch."""
+        return len(self.train_loader(0))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_splits(
+    data: DataConfig, input: InputSpec, seed: int, root: str | None, num_classes: int
+) -> DatasetSplits:
+    return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
+
+
+def load_data(space: SearchSpace, config: RunConfig, root: str | Path | None = None) -> SeededData:
+    """The splits of ``config.data`` for ``space``'s input, fixed by ``config.seed`` (a relative
+    ``data.path`` is taken from ``root``). Splits are read once per process and reused."""
+    splits = _cached_splits(
+        config.data, space.input, config.seed, str(root) if root else None, space.num_classes
+    )
+    return SeededData(
+        splits=splits,
+        seed=config.seed,
+        batch_size=config.data.batch_size,
+        num_workers=config.data.num_workers,
+    )

@@ -35,7 +35,7 @@ __all__ = [
 def load_exported(path: str | os.PathLike) -> nn.Module:
     """The network exported to directory ``path`` by ``invnas export``, as an invnas model in
     eval mode running on invnas's fast involution backends (see
-    :func:`invnas.export.load_exported`)."""
-    from invnas.export.loading import load_exported as _load_exported
+    :func:`invnas.exporting.load_exported`)."""
+    from invnas.exporting.loading import load_exported as _load_exported
 
     return _load_exported(path)

@@ -56,7 +56,7 @@ def search(
     ``PhaseInterrupted`` (a KeyboardInterrupt) whose ``run_path`` :func:`resume` finishes.
     ValueError for bad input, before any run directory is made.
     """
-    from invnas.search.driver import SearchOptions, run_search
+    from invnas.pipeline.driver import SearchOptions, run_search
 
     options = SearchOptions(
         name=name,
@@ -82,7 +82,7 @@ def resume(
     progress: bool = True,
 ) -> Run:
     """Finish the interrupted run in ``run_dir`` (``invnas resume``); see :func:`search`."""
-    from invnas.search.driver import SearchOptions, resume_run
+    from invnas.pipeline.driver import SearchOptions, resume_run
 
     options = SearchOptions(
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial
@@ -107,7 +107,7 @@ def export(
 ) -> Path:
     """Write ``invnas export``'s five files for a run directory (``pick``: best, rank:N or
     trial:ID; ``weights``: retrained or inherited) or a fixed space file; returns ``out``."""
-    from invnas.export import export_run, export_space
+    from invnas.exporting import export_run, export_space
 
     source = Path(source)
     if source.is_dir():
@@ -120,7 +120,7 @@ def export(
 def report(run_dir: PathLike, *, plots: bool = True) -> dict[str, Any]:
     """What ``invnas report --json`` prints for ``run_dir``; with ``plots`` the pictures are
     written into the run directory (when matplotlib is installed)."""
-    from invnas.report import load_report
+    from invnas.reporting import load_report
 
     return load_report(run_dir, plots=plots)
 
@@ -132,7 +132,7 @@ def _progress(shown: bool):
         return
     from rich.console import Console
 
-    from invnas.search.progress import ProgressDisplay, showing
+    from invnas.pipeline.progress import ProgressDisplay, showing
 
     with showing(ProgressDisplay(Console(file=sys.stderr))):
         yield

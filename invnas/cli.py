@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from invnas import __version__
 from invnas.config import RunConfig
-from invnas.report.tables import count as count_text
+from invnas.reporting.tables import count as count_text
 from invnas.space.errors import SpaceError
 from invnas.space.loader import load_space_file
 from invnas.space.spec import SearchSpace
@@ -226,7 +226,7 @@ def _number(flag: str, text: str | None, kind: type, what: str):
 
 
 def _run_options(args: argparse.Namespace, **extra):
-    from invnas.search.driver import SearchOptions
+    from invnas.pipeline.driver import SearchOptions
 
     return SearchOptions(
         address=args.address,
@@ -237,7 +237,7 @@ def _run_options(args: argparse.Namespace, **extra):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from invnas.search.driver import run_search
+    from invnas.pipeline.driver import run_search
 
     options = _run_options(
         args,
@@ -251,7 +251,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from invnas.search.driver import resume_run
+    from invnas.pipeline.driver import resume_run
 
     options = _run_options(args)
     return _run_with_progress(lambda: resume_run(args.run_dir, options))
@@ -262,9 +262,9 @@ def _run_with_progress(start: Callable) -> int:
     phase completed, 1 when one failed, 130 when interrupted (then resumable)."""
     from rich.console import Console
 
-    from invnas.report import run_summary
-    from invnas.search.driver import PhaseInterrupted
-    from invnas.search.progress import LiveProgressDisplay, ProgressDisplay, showing
+    from invnas.pipeline.driver import PhaseInterrupted
+    from invnas.pipeline.progress import LiveProgressDisplay, ProgressDisplay, showing
+    from invnas.reporting import run_summary
 
     errors = Console(stderr=True)
     display = LiveProgressDisplay(errors) if errors.is_terminal else ProgressDisplay(errors)
@@ -315,7 +315,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from invnas.export import export_run, export_space
+    from invnas.exporting import export_run, export_space
 
     source = Path(args.source)
     if source.is_dir():
@@ -355,7 +355,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from invnas.report import report_run
+    from invnas.reporting import report_run
 
     report_run(args.run_dir, as_json=args.json, plots=not args.no_plots)
     return 0

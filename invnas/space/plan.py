@@ -2,7 +2,7 @@
 
 This is the one description of the block graph. :mod:`invnas.nn` builds modules from it (the
 plain network and, at the largest widths, the supernet's sliceable twins), :mod:`invnas.space.cost`
-counts parameters and MACs on it, and :mod:`invnas.export.codegen` writes it out as the source of
+counts parameters and MACs on it, and :mod:`invnas.exporting.codegen` writes it out as the source of
 a standalone ``model.py``. A block's layers are named as the attributes of the built module, so
 the names are the state-dict keys; the order of :meth:`BlockPlan.layers` is the order in which
 modules (and so their seeded random weights) are created.

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from invnas.rundir import Overrides, PhaseStatus, RunDir, RunInfo, empty_results, open_run
-from invnas.search.objectives import objectives_of
 from invnas.space import load_space_file
+from invnas.strategy.objectives import objectives_of
 
-TINY = Path(__file__).resolve().parents[1] / "search" / "tiny.yaml"
+TINY = Path(__file__).resolve().parents[1] / "pipeline" / "tiny.yaml"
 
 
 def _info(name: str = "r", **overrides) -> RunInfo:

@@ -1,1 +1,0 @@
-"""invnas.search"""

@@ -43,7 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from invnas.report.correlation import kendall_tau_b, spearman_rho  # noqa: E402
+from outputs import write_outputs  # noqa: E402
+
+from invnas.reporting.correlation import kendall_tau_b, spearman_rho  # noqa: E402
 
 SPACE_FILE = ROOT / "search_spaces" / "quickstart.yaml"
 RESULTS = ROOT / "experiments" / "results"
@@ -397,11 +399,7 @@ def main() -> None:
         args.archs, args.epochs, args.supernet_epochs, args.repeats = 6, 2, 1, 2
         args.out += "_quick"
     result = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_outputs(result, args.out, markdown)
 
 
 if __name__ == "__main__":

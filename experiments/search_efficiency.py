@@ -5,9 +5,9 @@ Every search runs Optuna directly (no Ray) over the same trained quickstart supe
 once and cached, shared with experiments/rank_correlation.py). A trial scores its architecture
 exactly as an ``invnas search`` trial does: weights inherited from the supernet, BatchNorm
 recalibrated on ``search.bn_batches`` training batches, accuracy on the validation split; MACs
-from the cost model. The samplers are built by ``invnas.search.samplers.make_sampler`` with
+from the cost model. The samplers are built by ``invnas.strategy.samplers.make_sampler`` with
 the budget, as the search builds them (NSGA-II population budget/4, TPE budget/3 start-up
-trials), and the architecture is suggested by ``invnas.search.suggest.suggest_arch``.
+trials), and the architecture is suggested by ``invnas.strategy.suggest.suggest_arch``.
 
 Quality of a search: the hypervolume of its (accuracy, MACs) front, with coordinates error =
 1 - accuracy (reference 1) and MACs / the space's largest MACs (reference 1), reported after
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from outputs import write_outputs  # noqa: E402
 from rank_correlation import (  # noqa: E402
     CACHE,
     RESULTS,
@@ -46,7 +47,7 @@ from rank_correlation import (  # noqa: E402
     train_supernet,
 )
 
-from invnas.report.hypervolume import hypervolume  # noqa: E402
+from invnas.reporting.hypervolume import hypervolume  # noqa: E402
 
 SAMPLERS = ("nsga2", "tpe", "random")
 EVAL_CACHE = RESULTS / "cache" / "search_efficiency"
@@ -89,8 +90,8 @@ def one_search(
     """One Optuna study of ``budget`` trials with sampler ``sampler_name`` (worker)."""
     import optuna
 
-    from invnas.search.samplers import make_sampler, uses_categorical
-    from invnas.search.suggest import suggest_arch
+    from invnas.strategy.samplers import make_sampler, uses_categorical
+    from invnas.strategy.suggest import suggest_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache = cache / digest(space, config)  # evaluations of this space and supernet only
@@ -141,8 +142,8 @@ def _paired(searches: list[dict], name: str, macs_max: int) -> dict[str, float]:
 
 def _compact(search: dict, checkpoints: list[int], macs_max: int) -> dict:
     """One search for the results file: its hypervolume at the checkpoints and final front."""
-    from invnas.search.objectives import Objective
-    from invnas.search.pareto import pareto_front
+    from invnas.strategy.objectives import Objective
+    from invnas.strategy.pareto import pareto_front
 
     trials = search["trials"]
     curve = volume_curve(trials, macs_max)
@@ -281,11 +282,7 @@ def main() -> None:
         args.trials, args.seeds, args.supernet_epochs = 12, 2, 1
         args.out += "_quick"
     result = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_outputs(result, args.out, markdown)
 
 
 if __name__ == "__main__":

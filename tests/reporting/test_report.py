@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from scipy import stats
-from tests.report.conftest import PARETO, RETRAINED, TRIALS, write_run
+from tests.reporting.conftest import PARETO, RETRAINED, TRIALS, write_run
 
 from invnas.cli import main
 from invnas.reporting.tables import phases_table

@@ -12,7 +12,7 @@ from invnas.config import DataConfig
 from invnas.engine import load_data
 from invnas.space.loader import load_space_file
 
-TINY = Path(__file__).resolve().parent.parent / "search" / "tiny.yaml"
+TINY = Path(__file__).resolve().parent.parent / "pipeline" / "tiny.yaml"
 CPU = torch.device("cpu")
 
 

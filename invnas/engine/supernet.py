@@ -12,7 +12,7 @@ from invnas.engine.checkpoint import resume_training
 from invnas.engine.data import SeededData
 from invnas.engine.records import EpochMetrics, EpochReport, OnEpoch, TrainingResult
 from invnas.engine.scoring import inherited_model
-from invnas.nn.sampling import make_sampler
+from invnas.nn.sampling import make_path_sampler
 from invnas.nn.supernet import Supernet
 from invnas.space.arch import sample
 from invnas.space.spec import SearchSpace
@@ -84,7 +84,7 @@ def train_supernet(
             supernet,
             data.train_loader(epoch_seed),
             optimizer,
-            make_sampler(settings.sampling, space, seed=epoch_seed),
+            make_path_sampler(settings.sampling, space, seed=epoch_seed),
             scheduler=scheduler,
             epoch=epoch,
         )

@@ -13,7 +13,7 @@ from invnas.nn.blocks import (
 from invnas.nn.bn import recalibrate_bn
 from invnas.nn.builder import ArchNet, build_model
 from invnas.nn.profile import count_macs
-from invnas.nn.sampling import FairSampler, PathSampler, UniformSampler, make_sampler
+from invnas.nn.sampling import FairSampler, PathSampler, UniformSampler, make_path_sampler
 from invnas.nn.supernet import Supernet
 
 __all__ = [
@@ -31,6 +31,6 @@ __all__ = [
     "build_stem",
     "count_macs",
     "make_op",
-    "make_sampler",
+    "make_path_sampler",
     "recalibrate_bn",
 ]

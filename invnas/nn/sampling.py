@@ -5,7 +5,7 @@ training step: the gradients of all of them are accumulated before a single opti
 
 Example::
 
-    sampler = make_sampler("fair", space, seed=0)
+    sampler = make_path_sampler("fair", space, seed=0)
     for x, y in loader:
         optimizer.zero_grad()
         for arch in sampler.step():
@@ -25,7 +25,7 @@ from invnas.space.spec import SearchSpace
 
 T = TypeVar("T")
 
-SamplerName = Literal["uniform", "fair"]
+PathSamplerName = Literal["uniform", "fair"]
 
 
 class PathSampler(ABC):
@@ -108,7 +108,7 @@ class FairSampler(PathSampler):
         return [Arch(tuple(stages[k] for stages in per_stage)) for k in range(n)]
 
 
-def make_sampler(name: SamplerName, space: SearchSpace, seed: int = 0) -> PathSampler:
+def make_path_sampler(name: PathSamplerName, space: SearchSpace, seed: int = 0) -> PathSampler:
     """The path sampler called ``name`` (``uniform`` or ``fair``), seeded by ``seed``."""
     if name == "uniform":
         return UniformSampler(space, seed)

@@ -3,7 +3,6 @@
 from invnas.train.checkpoint import load_training_state, save_training_state
 from invnas.train.latency import measure_latency_ms
 from invnas.train.loops import (
-    ArchSampler,
     CosineDecay,
     EpochStats,
     EvalStats,
@@ -17,7 +16,6 @@ from invnas.train.loops import (
 from invnas.train.seeding import derive_seed, seed_everything
 
 __all__ = [
-    "ArchSampler",
     "CosineDecay",
     "EpochStats",
     "EvalStats",

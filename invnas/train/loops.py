@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from invnas.nn.sampling import PathSampler
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -45,12 +46,6 @@ class EvalStats:
     loss: float
     accuracy: float
     samples: int
-
-
-class ArchSampler(Protocol):
-    """What :func:`train_supernet_epoch` needs of a sampler: the archs for the next batch."""
-
-    def step(self) -> list[Any]: ...
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -107,7 +102,7 @@ def train_supernet_epoch(
     supernet: nn.Module,
     loader: Iterable[tuple[Tensor, Tensor]],
     optimizer: Optimizer,
-    sampler: ArchSampler,
+    sampler: PathSampler,
     *,
     scheduler: LRScheduler | None = None,
     epoch: int = 0,

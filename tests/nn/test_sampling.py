@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from invnas.nn.sampling import FairSampler, UniformSampler, fair_sequence, make_sampler
+from invnas.nn.sampling import FairSampler, UniformSampler, fair_sequence, make_path_sampler
 from invnas.space.arch import check_arch
 from invnas.space.spec import (
     ConvSpace,
@@ -75,14 +75,14 @@ def test_fair_sequence_counts_differ_by_at_most_one() -> None:
 
 def test_samplers_are_seeded() -> None:
     for name in ("uniform", "fair"):
-        a, b, c = (make_sampler(name, SPACE, seed) for seed in (7, 7, 8))
+        a, b, c = (make_path_sampler(name, SPACE, seed) for seed in (7, 7, 8))
         first = [arch for _ in range(10) for arch in a.step()]
         assert first == [arch for _ in range(10) for arch in b.step()]
         assert first != [arch for _ in range(10) for arch in c.step()]
 
 
 def test_uniform_samples_one_arch_per_step_and_covers_candidates() -> None:
-    sampler = make_sampler("uniform", SPACE, seed=0)
+    sampler = make_path_sampler("uniform", SPACE, seed=0)
     assert isinstance(sampler, UniformSampler)
     steps = [sampler.step() for _ in range(300)]
     assert all(len(step) == 1 for step in steps)
@@ -98,4 +98,4 @@ def test_uniform_samples_one_arch_per_step_and_covers_candidates() -> None:
 
 def test_unknown_sampler_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="uniform or fair"):
-        make_sampler("greedy", SPACE, 0)  # type: ignore[arg-type]
+        make_path_sampler("greedy", SPACE, 0)  # type: ignore[arg-type]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from scipy import stats
-from tests.reporting.conftest import PARETO, RETRAINED, TRIALS, write_run
 
 from invnas.cli import main
 from invnas.reporting.tables import phases_table
+from tests.reporting.conftest import PARETO, RETRAINED, TRIALS, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICTURES = ("pareto.png", "progress.png", "op_frequency.png")

@@ -21,7 +21,9 @@ def positive(**extra) -> dict:
 class DataConfig:
     """Where the images come from and how they are split (splits are fixed by the seed)."""
 
-    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    dataset: Literal[
+        "digits", "fashion_mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"
+    ] = "digits"
     path: str | None = None
     val_fraction: float = field(default=0.1, metadata={"exclusive_min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.2, metadata={"exclusive_min": 0.0, "max": 0.5})

@@ -13,11 +13,14 @@ from torch import Tensor
 from invnas.config import DataConfig
 from invnas.data.augment import default_augment
 from invnas.data.images import ImageTensorDataset, LabelledImages, channel_stats
+from invnas.data.mnist import FASHION_MNIST_DIR, IDX_DATASETS
 from invnas.space.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNTHETIC_CLASSES = 10
+# handwriting: a mirrored digit or letter is another symbol, so augmentation does not flip it
+UNFLIPPABLE = frozenset({"digits", "mnist"})
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,16 @@ def check_num_classes(splits: DatasetSplits, num_classes: int) -> None:
 
 def resolve_data_path(config: DataConfig, root: str | Path | None = None) -> Path:
     """``config.path`` as an absolute path, a relative one taken from ``root`` (the directory of
-    the space file) or else from the working directory."""
+    the space file) or else from the working directory. Without ``config.path``, Fashion-MNIST
+    reads from the Debian package's directory; the other datasets on disk need one."""
+    if config.path is None and config.dataset == "fashion_mnist":
+        return FASHION_MNIST_DIR
     if config.path is None:
         where = {
             "cifar10": "the directory holding cifar-10-batches-py/",
             "cifar100": "the directory holding cifar-100-python/",
             "imagefolder": "a directory of class folders",
+            "mnist": "the directory holding the four IDX files",
         }.get(config.dataset, "a directory")
         raise ValueError(f"data.path: missing for dataset {config.dataset!r}; give {where}")
     path = Path(config.path).expanduser()
@@ -140,9 +147,14 @@ def _read_parts(
         from invnas.data.folder import read_image_folder
 
         return read_image_folder(resolve_data_path(config, root), input.size)
+    if config.dataset in IDX_DATASETS:
+        from invnas.data.mnist import read_mnist_format
+
+        path = resolve_data_path(config, root)
+        return read_mnist_format(path, config.dataset, default=config.path is None)
     raise ValueError(
         f"data.dataset: {config.dataset!r} is not a dataset; "
-        "expected digits, cifar10, cifar100, imagefolder or synthetic"
+        "expected digits, fashion_mnist, mnist, cifar10, cifar100, imagefolder or synthetic"
     )
 
 
@@ -182,11 +194,12 @@ def load_splits(
     resized to ``input.size``; 1-channel data is replicated when ``input.channels`` is 3, any
     other channel mismatch is a ValueError. ``num_classes`` sets the class count of the
     synthetic dataset (default 10) and, for the others, is checked with
-    :func:`check_num_classes`. Data with its own test split (CIFAR, an ImageFolder ``test/``)
+    :func:`check_num_classes`. Data with its own test split (CIFAR, the IDX datasets'
+    ``t10k`` files, an ImageFolder ``test/``)
     keeps it, and the validation split is carved from training by ``config.val_fraction``;
     otherwise all three come from one pool by ``val_fraction`` / ``test_fraction``.
     Augmentation (``config.augment``) applies to the training split only: random crop with
-    padding, plus horizontal flips except for the digits.
+    padding, plus horizontal flips except for handwriting (``digits``, ``mnist``).
     """
     classes = num_classes if num_classes is not None else DEFAULT_SYNTHETIC_CLASSES
     parts = _split_parts(_read_parts(config, input, seed, root, classes), config, seed)
@@ -200,7 +213,7 @@ def load_splits(
     mean, std = channel_stats(parts["train"].images)
     if input.channels != data_channels:
         mean, std = mean * input.channels, std * input.channels
-    augment = default_augment(input.size, flip=config.dataset != "digits")
+    augment = default_augment(input.size, flip=config.dataset not in UNFLIPPABLE)
 
     def dataset(split: str) -> ImageTensorDataset:
         return ImageTensorDataset(

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from invnas.config import DataConfig
 from invnas.data.augment import default_augment
-from invnas.data.images import ImageTensorDataset, LabelledImages, channel_stats
+from invnas.data.images import ImagePool, ImageTensorDataset, channel_stats
 from invnas.data.mnist import FASHION_MNIST_DIR, IDX_DATASETS
 from invnas.space.spec import InputSpec
 
@@ -127,7 +127,7 @@ def resolve_data_path(config: DataConfig, root: str | Path | None = None) -> Pat
 
 def _read_parts(
     config: DataConfig, input: InputSpec, seed: int, root: str | Path | None, num_classes: int
-) -> dict[str, LabelledImages]:
+) -> dict[str, ImagePool]:
     if config.dataset == "digits":
         from invnas.data.digits import read_digits
 
@@ -144,9 +144,7 @@ def _read_parts(
 
         return read_cifar(resolve_data_path(config, root), config.dataset)
     if config.dataset == "imagefolder":
-        from invnas.data.folder import read_image_folder
-
-        return read_image_folder(resolve_data_path(config, root), input.size)
+        return _read_image_folder(config, input, resolve_data_path(config, root))
     if config.dataset in IDX_DATASETS:
         from invnas.data.mnist import read_mnist_format
 
@@ -158,9 +156,23 @@ def _read_parts(
     )
 
 
+def _read_image_folder(config: DataConfig, input: InputSpec, path: Path) -> dict[str, ImagePool]:
+    """In memory, or streamed (``data.loading: stream``, or ``auto`` when the decoded images
+    would exceed :data:`~invnas.data.stream.STREAM_ABOVE_BYTES`)."""
+    from invnas.data.folder import read_image_folder
+    from invnas.data.stream import list_image_files, should_stream
+
+    if config.loading != "memory":
+        files = list_image_files(path, 1 if input.channels == 1 else 3, input.size)
+        if config.loading == "stream" or should_stream(files):
+            log.info("streaming %s: %s", path, ", ".join(f"{len(p)} {s}" for s, p in files.items()))
+            return files
+    return read_image_folder(path, input.size)
+
+
 def _split_parts(
-    parts: dict[str, LabelledImages], config: DataConfig, seed: int
-) -> dict[str, LabelledImages]:
+    parts: dict[str, ImagePool], config: DataConfig, seed: int
+) -> dict[str, ImagePool]:
     """Carve whatever of val/test is missing out of ``all`` (or ``train``)."""
     if "all" in parts:
         pool = parts["all"]
@@ -210,7 +222,7 @@ def load_splits(
             f"input.channels: {input.channels} does not match the {data_channels}-channel images "
             f"of dataset {config.dataset!r}; use {allowed}"
         )
-    mean, std = channel_stats(parts["train"].images)
+    mean, std = channel_stats(parts["train"])
     if input.channels != data_channels:
         mean, std = mean * input.channels, std * input.channels
     augment = default_augment(input.size, flip=config.dataset not in UNFLIPPABLE)

@@ -63,33 +63,30 @@ def test_a_gzip_stream_cut_short_names_the_file(tmp_path):
         read_idx(file, 3)
 
 
-def test_a_file_cut_inside_its_header_names_the_file(tmp_path):
-    file = tmp_path / "images"
-    file.write_bytes(bytes.fromhex("00000803 0000"))
-    with pytest.raises(ValueError, match=rf"{file}: truncated: the header has 2 of 12 bytes"):
-        read_idx(file, 3)
+BAD_FILES = [
+    # (content, ndim, what the message says after the file name)
+    (bytes.fromhex("00000803 0000"), 3, "truncated: the header has 2 of 12 bytes"),
+    (bytes.fromhex("00000801 00000002 0102"), 3, "magic number 0x00000801 .* expected 0x00000803"),
+    (  # floats, not unsigned bytes
+        bytes.fromhex("00000d03 00000001 00000001 00000001 00000000"),
+        3,
+        "magic number 0x00000d03 .* expected 0x00000803",
+    ),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), 3, "magic number 0x89504e47 .* expected 0x00000803"),
+    (bytes.fromhex("00000801 00000002 010203"), 1, r"holds more bytes than the shape \(2,\)"),
+]
 
 
 @pytest.mark.parametrize(
-    ("content", "found"),
-    [
-        (bytes.fromhex("00000801 00000002 0102"), "0x00000801"),  # labels where images belong
-        (bytes.fromhex("00000d03 00000001 00000001 00000001 00000000"), "0x00000d03"),  # floats
-        (b"\x89PNG\r\n\x1a\n" + bytes(40), "0x89504e47"),
-    ],
+    ("content", "ndim", "message"),
+    BAD_FILES,
+    ids=["header-cut", "labels-for-images", "floats", "png", "extra-bytes"],
 )
-def test_a_wrong_magic_number_names_the_file_and_the_expected_one(tmp_path, content, found):
-    file = tmp_path / "images"
+def test_a_malformed_file_names_the_file_and_what_is_expected(tmp_path, content, ndim, message):
+    file = tmp_path / "data-ubyte"
     file.write_bytes(content)
-    with pytest.raises(ValueError, match=rf"{file}: magic number {found} .* expected 0x00000803"):
-        read_idx(file, 3)
-
-
-def test_bytes_beyond_the_announced_shape_are_an_error(tmp_path):
-    file = tmp_path / "labels"
-    file.write_bytes(bytes.fromhex("00000801 00000002 010203"))
-    with pytest.raises(ValueError, match=rf"{file}: holds more bytes than the shape \(2,\)"):
-        read_idx(file, 1)
+    with pytest.raises(ValueError, match=rf"data.path: {file}: {message}"):
+        read_idx(file, ndim)
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -170,6 +170,17 @@ def _read_image_folder(config: DataConfig, input: InputSpec, path: Path) -> dict
     return read_image_folder(path, input.size)
 
 
+def _train_stats(pool: ImagePool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation constants of the training split. A streamed pool is read in smaller
+    chunks, so that peak memory does not depend on the folder's size; the sums then round in
+    another order than in memory (last bits of mean/std) once it has over that many images."""
+    from invnas.data.stream import STATS_CHUNK, ImageFiles
+
+    if isinstance(pool, ImageFiles):
+        return channel_stats(pool, chunk=STATS_CHUNK)
+    return channel_stats(pool)
+
+
 def _split_parts(
     parts: dict[str, ImagePool], config: DataConfig, seed: int
 ) -> dict[str, ImagePool]:
@@ -222,7 +233,7 @@ def load_splits(
             f"input.channels: {input.channels} does not match the {data_channels}-channel images "
             f"of dataset {config.dataset!r}; use {allowed}"
         )
-    mean, std = channel_stats(parts["train"])
+    mean, std = _train_stats(parts["train"])
     if input.channels != data_channels:
         mean, std = mean * input.channels, std * input.channels
     augment = default_augment(input.size, flip=config.dataset not in UNFLIPPABLE)

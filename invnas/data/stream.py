@@ -19,6 +19,8 @@ from invnas.data.folder import FileList, list_image_folder, load_image
 
 # an ImageFolder whose decoded images would take more than this streams under data.loading: auto
 STREAM_ABOVE_BYTES = 1 << 30
+# images decoded at a time for the training statistics (in memory: 4096)
+STATS_CHUNK = 256
 
 
 @dataclass(frozen=True)

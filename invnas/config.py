@@ -19,9 +19,16 @@ def positive(**extra) -> dict:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are split (splits are fixed by the seed)."""
+    """Where the images come from and how they are split (splits are fixed by the seed).
 
-    dataset: Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"] = "digits"
+    ``loading`` (ImageFolder only): ``memory`` decodes every image up front, ``stream`` keeps
+    the file list and decodes each batch when it is asked for (in ``num_workers`` DataLoader
+    processes), ``auto`` streams when the decoded images would take more than 1 GiB.
+    """
+
+    dataset: Literal[
+        "digits", "fashion_mnist", "mnist", "cifar10", "cifar100", "imagefolder", "synthetic"
+    ] = "digits"
     path: str | None = None
     val_fraction: float = field(default=0.1, metadata={"exclusive_min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.2, metadata={"exclusive_min": 0.0, "max": 0.5})
@@ -29,6 +36,7 @@ class DataConfig:
     augment: bool = False
     synthetic_samples: int = field(default=512, metadata=positive(max=1_000_000))
     num_workers: int = field(default=0, metadata={"min": 0, "max": 64})
+    loading: Literal["auto", "memory", "stream"] = "auto"
 
 
 @dataclass(frozen=True)

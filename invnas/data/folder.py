@@ -4,6 +4,7 @@ and ``test/``. Images are read with Pillow and resized to the space's input size
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,15 @@ def find_split_dirs(root: Path) -> dict[str, Path]:
     return found
 
 
-def _load_image(file: Path, size: int) -> np.ndarray:
+def load_image(file: Path, size: int, mode: str | None = None) -> np.ndarray:
+    """``file`` as uint8 ``(C, size, size)`` (bilinear resize). ``mode`` ``L`` or ``RGB`` forces
+    1 or 3 channels; by default greyscale files give 1 channel and the others 3. Raises
+    ValueError naming the file if Pillow cannot read it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(file) as image:
-            mode = "L" if image.mode in _GREY_MODES else "RGB"
+            mode = mode or ("L" if image.mode in _GREY_MODES else "RGB")
             converted = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(converted, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
@@ -72,14 +76,26 @@ def _load_image(file: Path, size: int) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _read_classes(
-    directory: Path, size: int, class_names: tuple[str, ...] | None
-) -> tuple[list[np.ndarray], list[int], tuple[str, ...]]:
+@dataclass(frozen=True)
+class FileList:
+    """The images of one split directory, in file order: paths relative to ``root`` (as bytes in
+    one numpy array, compact and shared by forked DataLoader workers) and their labels."""
+
+    root: Path
+    files: np.ndarray
+    labels: list[int]
+    class_names: tuple[str, ...]
+
+    def path(self, row: int) -> Path:
+        return self.root / self.files[row].decode()
+
+
+def _list_classes(directory: Path, class_names: tuple[str, ...] | None) -> FileList:
     class_dirs = _visible_dirs(directory)
     if not class_dirs:
         raise ValueError(f"data.path: {directory} holds no class directories; {LAYOUT_HINT}")
     names = class_names if class_names is not None else tuple(d.name for d in class_dirs)
-    arrays: list[np.ndarray] = []
+    files: list[bytes] = []
     labels: list[int] = []
     for class_dir in class_dirs:
         if class_dir.name not in names:
@@ -87,40 +103,48 @@ def _read_classes(
                 f"data.path: {class_dir}: class {class_dir.name!r} is not one of the training "
                 f"classes ({', '.join(names)})"
             )
-        files = _image_files(class_dir)
-        if not files:
+        found = _image_files(class_dir)
+        if not found:
             raise ValueError(
                 f"data.path: {class_dir} holds no images; expected files ending in "
                 f"{', '.join(sorted(IMAGE_SUFFIXES))}"
             )
-        label = names.index(class_dir.name)
-        for file in files:
-            arrays.append(_load_image(file, size))
-            labels.append(label)
-    return arrays, labels, names
+        files.extend(str(f.relative_to(directory)).encode() for f in found)
+        labels.extend([names.index(class_dir.name)] * len(found))
+    return FileList(directory, np.array(files, dtype=np.bytes_), labels, names)
 
 
-def read_image_folder(root: Path, size: int) -> dict[str, LabelledImages]:
-    """The images under ``root`` as uint8 ``(N, C, size, size)`` pools, keyed ``all`` (no split
-    directories) or ``train`` / ``val`` / ``test`` (those present). C is 1 when every image is
-    greyscale, else 3 (greyscale images are then replicated). Classes are the sorted directory
+def list_image_folder(root: Path) -> dict[str, FileList]:
+    """The image files under ``root``, keyed ``all`` (no split directories) or ``train`` /
+    ``val`` / ``test`` (those present); nothing is decoded. Classes are the sorted directory
     names of the training part; labels are their positions."""
     split_dirs = find_split_dirs(root)
     first = "all" if "all" in split_dirs else "train"
-    read: dict[str, tuple[list[np.ndarray], list[int]]] = {}
-    arrays, labels, names = _read_classes(split_dirs[first], size, None)
-    read[first] = (arrays, labels)
+    lists = {first: _list_classes(split_dirs[first], None)}
     for split, directory in split_dirs.items():
         if split != first:
-            arrays, labels, _ = _read_classes(directory, size, names)
-            read[split] = (arrays, labels)
-    channels = max(a.shape[0] for arrays, _ in read.values() for a in arrays)
+            lists[split] = _list_classes(directory, lists[first].class_names)
+    return lists
+
+
+def read_image_folder(root: Path, size: int) -> dict[str, LabelledImages]:
+    """The images under ``root`` as uint8 ``(N, C, size, size)`` pools, keyed as
+    :func:`list_image_folder` does. C is 1 when every image is greyscale, else 3 (greyscale
+    images are then replicated)."""
+    lists = list_image_folder(root)
+    read = {
+        split: [load_image(listed.path(row), size) for row in range(len(listed.labels))]
+        for split, listed in lists.items()
+    }
+    channels = max(a.shape[0] for arrays in read.values() for a in arrays)
     pools = {}
-    for split, (arrays, labels) in read.items():
+    for split, arrays in read.items():
         images = torch.from_numpy(
             np.stack([np.broadcast_to(a, (channels, size, size)) for a in arrays])
         )
-        pools[split] = LabelledImages.create(images, torch.tensor(labels), names)
+        labels = torch.tensor(lists[split].labels)
+        pools[split] = LabelledImages.create(images, labels, lists[split].class_names)
+    names = next(iter(lists.values())).class_names
     log.info(
         "read image folder %s: %d classes, %s",
         root,

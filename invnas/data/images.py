@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,28 @@ class LabelledImages:
             self.images[rows], self.labels[rows], self.class_names, self.indices[rows]
         )
 
+    def read(self, rows: Tensor) -> Tensor:
+        """The images of rows ``rows``."""
+        return self.images[rows]
+
+
+class ImagePool(Protocol):
+    """Labelled images in memory (:class:`LabelledImages`) or on disk
+    (:class:`~invnas.data.stream.ImageFiles`): what splits and datasets need of them."""
+
+    labels: Tensor
+    class_names: tuple[str, ...]
+    indices: Tensor
+
+    def __len__(self) -> int: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    def subset(self, rows: Tensor) -> ImagePool: ...
+
+    def read(self, rows: Tensor) -> Tensor: ...
+
 
 def to_unit_float(images: Tensor) -> Tensor:
     """``uint8`` images scaled to ``[0, 1]``; float images returned as float32."""
@@ -57,14 +80,17 @@ def to_unit_float(images: Tensor) -> Tensor:
     return images.float()
 
 
-def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of images in ``[0, 1]`` units."""
-    channels = images.shape[1]
+def channel_stats(
+    pool: ImagePool, chunk: int = 4096
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of a pool's images in ``[0, 1]`` units (read
+    ``chunk`` images at a time, so a streamed pool is never held whole)."""
+    channels, rows = pool.channels, len(pool)
     total = torch.zeros(channels, dtype=torch.float64)
     squares = torch.zeros(channels, dtype=torch.float64)
     count = 0
-    for start in range(0, images.shape[0], chunk):
-        block = to_unit_float(images[start : start + chunk]).double()
+    for start in range(0, rows, chunk):
+        block = to_unit_float(pool.read(torch.arange(start, min(start + chunk, rows)))).double()
         total += block.sum(dim=(0, 2, 3))
         squares += block.square().sum(dim=(0, 2, 3))
         count += block.shape[0] * block.shape[2] * block.shape[3]
@@ -86,16 +112,16 @@ def resize_images(images: Tensor, size: int) -> Tensor:
 
 
 class ImageTensorDataset(Dataset):
-    """In-memory images, each returned as a normalised float tensor ``(C, size, size)``.
+    """Images of a pool, each returned as a normalised float tensor ``(C, size, size)``.
 
-    Per batch of indices the stored images are scaled to ``[0, 1]``, resized to ``size``,
-    replicated from 1 to ``channels`` channels if asked, augmented (if ``augment``) and normalised
-    with ``mean``/``std``. Items are ``(image, label)`` pairs.
+    Per batch of indices the pool's images are read (decoded, for files), scaled to ``[0, 1]``,
+    resized to ``size``, replicated from 1 to ``channels`` channels if asked, augmented (if
+    ``augment``) and normalised with ``mean``/``std``. Items are ``(image, label)`` pairs.
     """
 
     def __init__(
         self,
-        pool: LabelledImages,
+        pool: ImagePool,
         *,
         size: int,
         channels: int,
@@ -107,7 +133,7 @@ class ImageTensorDataset(Dataset):
             raise ValueError(f"cannot present {pool.channels}-channel images as {channels}")
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean/std need {channels} values, got {len(mean)}/{len(std)}")
-        self.images = pool.images
+        self.pool = pool
         self.labels = pool.labels
         self.indices = pool.indices
         self.size = size
@@ -130,7 +156,7 @@ class ImageTensorDataset(Dataset):
     def batch(self, rows: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Stacked inputs ``(B, C, size, size)`` and labels ``(B,)`` for ``rows``."""
         rows = torch.as_tensor(rows, dtype=torch.long)
-        images = resize_images(to_unit_float(self.images[rows]), self.size)
+        images = resize_images(to_unit_float(self.pool.read(rows)), self.size)
         if images.shape[1] != self.channels:
             images = images.expand(-1, self.channels, -1, -1)
         if self.augment is not None:

@@ -12,12 +12,15 @@ from torch import Tensor
 
 from invnas.config import DataConfig
 from invnas.data.augment import default_augment
-from invnas.data.images import ImageTensorDataset, LabelledImages, channel_stats
+from invnas.data.images import ImagePool, ImageTensorDataset, channel_stats
+from invnas.data.mnist import FASHION_MNIST_DIR, IDX_DATASETS
 from invnas.space.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNTHETIC_CLASSES = 10
+# handwriting: a mirrored digit or letter is another symbol, so augmentation does not flip it
+UNFLIPPABLE = frozenset({"digits", "mnist"})
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,16 @@ def check_num_classes(splits: DatasetSplits, num_classes: int) -> None:
 
 def resolve_data_path(config: DataConfig, root: str | Path | None = None) -> Path:
     """``config.path`` as an absolute path, a relative one taken from ``root`` (the directory of
-    the space file) or else from the working directory."""
+    the space file) or else from the working directory. Without ``config.path``, Fashion-MNIST
+    reads from the Debian package's directory; the other datasets on disk need one."""
+    if config.path is None and config.dataset == "fashion_mnist":
+        return FASHION_MNIST_DIR
     if config.path is None:
         where = {
             "cifar10": "the directory holding cifar-10-batches-py/",
             "cifar100": "the directory holding cifar-100-python/",
             "imagefolder": "a directory of class folders",
+            "mnist": "the directory holding the four IDX files",
         }.get(config.dataset, "a directory")
         raise ValueError(f"data.path: missing for dataset {config.dataset!r}; give {where}")
     path = Path(config.path).expanduser()
@@ -120,7 +127,7 @@ def resolve_data_path(config: DataConfig, root: str | Path | None = None) -> Pat
 
 def _read_parts(
     config: DataConfig, input: InputSpec, seed: int, root: str | Path | None, num_classes: int
-) -> dict[str, LabelledImages]:
+) -> dict[str, ImagePool]:
     if config.dataset == "digits":
         from invnas.data.digits import read_digits
 
@@ -137,18 +144,46 @@ def _read_parts(
 
         return read_cifar(resolve_data_path(config, root), config.dataset)
     if config.dataset == "imagefolder":
-        from invnas.data.folder import read_image_folder
+        return _read_image_folder(config, input, resolve_data_path(config, root))
+    if config.dataset in IDX_DATASETS:
+        from invnas.data.mnist import read_mnist_format
 
-        return read_image_folder(resolve_data_path(config, root), input.size)
+        path = resolve_data_path(config, root)
+        return read_mnist_format(path, config.dataset, default=config.path is None)
     raise ValueError(
         f"data.dataset: {config.dataset!r} is not a dataset; "
-        "expected digits, cifar10, cifar100, imagefolder or synthetic"
+        "expected digits, fashion_mnist, mnist, cifar10, cifar100, imagefolder or synthetic"
     )
 
 
+def _read_image_folder(config: DataConfig, input: InputSpec, path: Path) -> dict[str, ImagePool]:
+    """In memory, or streamed (``data.loading: stream``, or ``auto`` when the decoded images
+    would exceed :data:`~invnas.data.stream.STREAM_ABOVE_BYTES`)."""
+    from invnas.data.folder import read_image_folder
+    from invnas.data.stream import list_image_files, should_stream
+
+    if config.loading != "memory":
+        files = list_image_files(path, 1 if input.channels == 1 else 3, input.size)
+        if config.loading == "stream" or should_stream(files):
+            log.info("streaming %s: %s", path, ", ".join(f"{len(p)} {s}" for s, p in files.items()))
+            return files
+    return read_image_folder(path, input.size)
+
+
+def _train_stats(pool: ImagePool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation constants of the training split. A streamed pool is read in smaller
+    chunks, so that peak memory does not depend on the folder's size; the sums then round in
+    another order than in memory (last bits of mean/std) once it has over that many images."""
+    from invnas.data.stream import STATS_CHUNK, ImageFiles
+
+    if isinstance(pool, ImageFiles):
+        return channel_stats(pool, chunk=STATS_CHUNK)
+    return channel_stats(pool)
+
+
 def _split_parts(
-    parts: dict[str, LabelledImages], config: DataConfig, seed: int
-) -> dict[str, LabelledImages]:
+    parts: dict[str, ImagePool], config: DataConfig, seed: int
+) -> dict[str, ImagePool]:
     """Carve whatever of val/test is missing out of ``all`` (or ``train``)."""
     if "all" in parts:
         pool = parts["all"]
@@ -182,11 +217,12 @@ def load_splits(
     resized to ``input.size``; 1-channel data is replicated when ``input.channels`` is 3, any
     other channel mismatch is a ValueError. ``num_classes`` sets the class count of the
     synthetic dataset (default 10) and, for the others, is checked with
-    :func:`check_num_classes`. Data with its own test split (CIFAR, an ImageFolder ``test/``)
+    :func:`check_num_classes`. Data with its own test split (CIFAR, the IDX datasets'
+    ``t10k`` files, an ImageFolder ``test/``)
     keeps it, and the validation split is carved from training by ``config.val_fraction``;
     otherwise all three come from one pool by ``val_fraction`` / ``test_fraction``.
     Augmentation (``config.augment``) applies to the training split only: random crop with
-    padding, plus horizontal flips except for the digits.
+    padding, plus horizontal flips except for handwriting (``digits``, ``mnist``).
     """
     classes = num_classes if num_classes is not None else DEFAULT_SYNTHETIC_CLASSES
     parts = _split_parts(_read_parts(config, input, seed, root, classes), config, seed)
@@ -197,10 +233,10 @@ def load_splits(
             f"input.channels: {input.channels} does not match the {data_channels}-channel images "
             f"of dataset {config.dataset!r}; use {allowed}"
         )
-    mean, std = channel_stats(parts["train"].images)
+    mean, std = _train_stats(parts["train"])
     if input.channels != data_channels:
         mean, std = mean * input.channels, std * input.channels
-    augment = default_augment(input.size, flip=config.dataset != "digits")
+    augment = default_augment(input.size, flip=config.dataset not in UNFLIPPABLE)
 
     def dataset(split: str) -> ImageTensorDataset:
         return ImageTensorDataset(

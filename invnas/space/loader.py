@@ -296,7 +296,7 @@ def _check_search(walker: Validator, search: SearchConfig, path: str) -> SearchC
 
 
 def _check_data(walker: Validator, data: DataConfig, path: str) -> DataConfig:
-    if data.dataset in ("cifar10", "cifar100", "imagefolder") and data.path is None:
+    if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and data.path is None:
         walker.fail(
             join_path(path, "path"),
             f"required key is missing: data.dataset {data.dataset!r} reads its images from "
@@ -312,8 +312,15 @@ def _check_data(walker: Validator, data: DataConfig, path: str) -> DataConfig:
 
 
 # channels the images of a built-in dataset may be presented with, and its number of classes
-# (checked when the file names its dataset; architecture-only files leave the default alone)
-_DATASET_SHAPES = {"digits": ((1, 3), 10), "cifar10": ((3,), 10), "cifar100": ((3,), 100)}
+# (None: read from the files; checked when the file names its dataset; architecture-only
+# files leave the default alone)
+_DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int | None]] = {
+    "digits": ((1, 3), 10),
+    "fashion_mnist": ((1, 3), 10),
+    "mnist": ((1, 3), None),
+    "cifar10": ((3,), 10),
+    "cifar100": ((3,), 100),
+}
 
 
 def _check_dataset_shape(walker: Validator, data: DataConfig, inp: InputSpec, classes: int):
@@ -326,7 +333,7 @@ def _check_dataset_shape(walker: Validator, data: DataConfig, inp: InputSpec, cl
             "input.channels",
             f"{inp.channels} does not fit data.dataset {data.dataset!r}; expected {allowed}",
         )
-    if classes != expected:
+    if expected is not None and classes != expected:
         walker.fail(
             "num_classes",
             f"{classes} does not fit data.dataset {data.dataset!r}, which has {expected} "

@@ -189,6 +189,12 @@ CASES = [
         "data.path:",
         "reads its images from data.path",
     ),
+    (
+        "mnist-without-path",
+        BASE + "data: {dataset: mnist}\n",
+        "data.path:",
+        "reads its images from data.path",
+    ),
     ("unsafe-name", variant("name: tiny", "name: ../evil"), "name:", "cannot name a run"),
     (
         "rednet-stem-channels",
@@ -229,6 +235,12 @@ CASES = [
         BASE.replace("num_classes: 10", "num_classes: 7") + "data: {dataset: digits}\n",
         "num_classes:",
         "which has 10 classes",
+    ),
+    (
+        "classes-for-fashion-mnist",
+        BASE.replace("num_classes: 10", "num_classes: 12") + "data: {dataset: fashion_mnist}\n",
+        "num_classes:",
+        "data.dataset 'fashion_mnist', which has 10 classes",
     ),
     (
         "channels-for-dataset",

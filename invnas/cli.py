@@ -104,6 +104,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _print_summary(space, run, summary)
+    from pathlib import Path
+
+    from invnas.data.available import check_data_available
+
+    try:
+        check_data_available(run.data, Path(args.space).resolve().parent)
+    except ValueError as missing:  # the file is valid; a search here would stop at once
+        print(f"invnas: warning: {args.space}: {missing}", file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from invnas.config import ResourcesConfig, RunConfig
+from invnas.data import check_data_available
 from invnas.pipeline.context import TrialContext
 from invnas.pipeline.progress import current_display
 from invnas.pipeline.ray_session import (
@@ -116,6 +117,7 @@ def run_search(
     space_path = Path(space_path)
     space, config = load_space_file(space_path)
     config = options.overrides().apply(config)
+    check_data_available(config.data, space_path.resolve().parent)  # before Ray starts
     address = check_address(config.resources.address)
     storage = resolve_storage(config.resources.storage, joining=address is not None)
     name = options.name or f"{space.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -170,6 +172,7 @@ def resume_run(
     overrides = dataclasses.replace(recorded, address=options.address, **where)
     space, config = run.load_space_file()
     config = overrides.apply(config)
+    check_data_available(config.data, info.data_root)
     address = check_address(config.resources.address)
     with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
         if not run.results_file.is_file():  # killed before its first results.json

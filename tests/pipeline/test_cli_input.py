@@ -44,6 +44,7 @@ CASES = {
     "resume a directory that is no run": (["resume", "{tmp}"], "not an invnas run directory"),
     "unknown sampler": (["search", "{annealing}"], "search.sampler"),
     "cmaes with two objectives": (["search", "{cmaes}"], "cmaes is single-objective"),
+    "dataset files missing": (["search", "{no_data}"], "0/absent does not exist; expected a di"),
 }
 
 
@@ -57,6 +58,9 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, monkeypatch, capsys):
         "port": closed_port(),
         "annealing": write_space(tmp_path, "annealing.yaml", search={"sampler": "annealing"}),
         "cmaes": write_space(tmp_path, "cmaes.yaml", search={"sampler": "cmaes"}),
+        "no_data": write_space(
+            tmp_path, "nodata.yaml", data={"dataset": "mnist", "path": "absent"}
+        ),
     }
     code = main([part.format(**values) for part in argv])
     err = capsys.readouterr().err.strip().splitlines()

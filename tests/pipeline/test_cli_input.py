@@ -44,7 +44,7 @@ CASES = {
     "resume a directory that is no run": (["resume", "{tmp}"], "not an invnas run directory"),
     "unknown sampler": (["search", "{annealing}"], "search.sampler"),
     "cmaes with two objectives": (["search", "{cmaes}"], "cmaes is single-objective"),
-    "dataset files missing": (["search", "{no_data}"], "0/absent does not exist; expected a di"),
+    "dataset files missing": (["search", "{no_data}"], "/absent does not exist; expected a directory"),
 }
 
 

@@ -281,7 +281,7 @@ def _run_with_progress(start: Callable) -> int:
             run, results = start()
     except PhaseInterrupted as stop:
         print(f"invnas: interrupted; resume with: invnas resume {stop.run_path}", file=sys.stderr)
-        return 130
+        return stop.exit_code
     out = Console()
     if not out.is_terminal:
         out.width = 160

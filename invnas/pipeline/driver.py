@@ -29,6 +29,7 @@ from invnas.pipeline.ray_session import (
     ray_session,
     resolve_storage,
 )
+from invnas.pipeline.signals import catching_signals
 from invnas.rundir import (
     Failure,
     Overrides,
@@ -42,6 +43,7 @@ from invnas.rundir import (
     empty_results,
     open_run,
 )
+from invnas.rundir.info import check_same_settings, settings_digest
 from invnas.space.spec import SearchSpace
 from invnas.strategy.objectives import objectives_of
 from invnas.strategy.ranking import rank_trials, summarize_front
@@ -52,11 +54,13 @@ _NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class PhaseInterrupted(KeyboardInterrupt):
-    """The run stopped before its end (Ctrl-C); ``run_path`` can be resumed."""
+    """The run stopped before its end (Ctrl-C or another stop signal); ``run_path`` can be
+    resumed; ``exit_code`` is 128 + the signal's number."""
 
-    def __init__(self, run_path: Path | str | None = None) -> None:
+    def __init__(self, run_path: Path | str | None = None, exit_code: int = 130) -> None:
         super().__init__(str(run_path or ""))
         self.run_path = run_path
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ def run_search(
     if options.resume:
         if not path.is_dir():
             raise ValueError(f"--resume: {path}: no such run to resume; check --name and --storage")
+        recorded = open_run(path).read_info().settings_digest
+        check_same_settings(recorded, *load_space_file(space_path), str(space_path))
         return resume_run(path, options)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(
@@ -140,6 +146,7 @@ def run_search(
         address=address,
         space_source=str(space_path.resolve()),
         data_root=str(space_path.resolve().parent),
+        settings_digest=settings_digest(*load_space_file(space_path)),
     )
     space_text = space_path.read_text(encoding="utf-8")
     with _ray_for(config, address, storage, options.ray_temp_dir):
@@ -171,6 +178,7 @@ def resume_run(
     }
     overrides = dataclasses.replace(recorded, address=options.address, **where)
     space, config = run.load_space_file()
+    check_same_settings(info.settings_digest, space, config, str(run.space_file))
     config = overrides.apply(config)
     check_data_available(config.data, info.data_root)
     address = check_address(config.resources.address)
@@ -237,10 +245,11 @@ def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) 
         cpus=resources_config.cpus_per_trial,
         gpus=resources_config.gpus_per_trial,
     )
-    try:
-        return _run_phases(run, context, resources)
-    except KeyboardInterrupt:
-        raise PhaseInterrupted(run.path) from None
+    with run.driving(), catching_signals() as stop:
+        try:
+            return _run_phases(run, context, resources)
+        except KeyboardInterrupt:
+            raise PhaseInterrupted(run.path, stop.exit_code) from None
 
 
 PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], RunResults]
@@ -248,7 +257,11 @@ PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], Run
 
 def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float]) -> RunResults:
     """Run every phase not completed yet, in order; stop after a phase that fails."""
+    from invnas.pipeline.supernet_phase import restore_supernet_weights
+
     results = run.read_results()
+    if results.phases.supernet.status is PhaseStatus.COMPLETED and not results.succeeded:
+        restore_supernet_weights(run)
     phases: tuple[tuple[PhaseName, PhaseRunner], ...] = (
         ("supernet", _supernet),
         ("search", _search),

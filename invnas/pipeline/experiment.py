@@ -17,6 +17,7 @@ from ray import tune
 from invnas.engine.checkpoint import TRAINING_STATE_FILE, write_checkpoint
 from invnas.engine.records import EpochReport
 from invnas.pipeline.progress import TuneProgress
+from invnas.pipeline.signals import stop_requested, tune_stops_gracefully
 from invnas.rundir import PhaseRecordT, PhaseStatus
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,18 @@ def run_config(exp_dir: Path, progress: TuneProgress) -> tune.RunConfig:
     )
 
 
-def fit(exp_dir: Path, trainable, new_tuner: Callable[[], tune.Tuner]) -> tune.ResultGrid:
+def fit(
+    exp_dir: Path,
+    trainable,
+    new_tuner: Callable[[], tune.Tuner],
+    *,
+    resume_errored: bool = False,
+) -> tune.ResultGrid:
     """Run the phase to its end: restore the experiment at ``exp_dir`` if it has a snapshot
-    (finished trials stay finished, unfinished ones resume from their last checkpoint),
-    otherwise start ``new_tuner()`` afresh, clearing what a start without snapshot left."""
+    (finished trials stay finished, unfinished ones resume from their last checkpoint; with
+    ``resume_errored`` failed ones too, e.g. a training killed by the signal that stopped the
+    run), otherwise start ``new_tuner()`` afresh, clearing what a start without snapshot
+    left."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no console output
     if tune.Tuner.can_restore(str(exp_dir)):
@@ -66,7 +75,7 @@ def fit(exp_dir: Path, trainable, new_tuner: Callable[[], tune.Tuner]) -> tune.R
             str(exp_dir),
             trainable,
             resume_unfinished=True,
-            resume_errored=False,
+            resume_errored=resume_errored,
             restart_errored=False,
         )
     else:
@@ -80,7 +89,8 @@ def fit(exp_dir: Path, trainable, new_tuner: Callable[[], tune.Tuner]) -> tune.R
     level = tune_logger.level
     tune_logger.setLevel(logging.CRITICAL)
     try:
-        return tuner.fit()
+        with tune_stops_gracefully():
+            return tuner.fit()
     finally:
         tune_logger.setLevel(level)
 
@@ -98,8 +108,9 @@ def trial_error(result) -> str | None:
 
 
 def unfinished(grid: tune.ResultGrid) -> bool:
-    """True when some trial neither terminated nor failed: Tune returned early (Ctrl-C)."""
-    return grid.num_terminated + grid.num_errors < len(grid)
+    """True when the run was asked to stop (a signal) or some trial neither terminated nor
+    failed (Tune returned early): the phase is interrupted, whatever its trials say."""
+    return stop_requested() or grid.num_terminated + grid.num_errors < len(grid)
 
 
 def interrupted(record: PhaseRecordT) -> PhaseRecordT:

@@ -100,7 +100,7 @@ def run_retrain_phase(
             run_config=run_config(run.retrain_dir, progress),
         )
 
-    grid = fit(run.retrain_dir, trainable, new_tuner)
+    grid = fit(run.retrain_dir, trainable, new_tuner, resume_errored=True)
     if unfinished(grid):
         return interrupted(record), (), ()
     by_trial = {t.trial_id: t for t in ranked_trials}

@@ -30,6 +30,7 @@ from invnas.pipeline.experiment import (
 from invnas.pipeline.progress import TuneProgress
 from invnas.pipeline.searcher import DUPLICATE_ATTR, ArchSearcher
 from invnas.rundir import Failure, PhaseStatus, RunDir, SearchPhase, TrialMetrics, TrialRecord
+from invnas.rundir.journal import repair_journal
 from invnas.space.arch import Arch
 from invnas.strategy.objectives import is_feasible, objectives_of
 from invnas.strategy.samplers import make_sampler, uses_categorical, uses_constraints
@@ -165,6 +166,7 @@ def run_search_phase(
         )
 
     _remove_lock(run)  # a driver killed while holding it leaves it behind
+    repair_journal(run.journal_file)
     grid = fit(run.search_dir, trainable, new_tuner)
     records, failures = collect_trials(grid, context)
     completed = sum(1 for r in records if r.status == "completed")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import shutil
 
 from ray import tune
 
@@ -23,6 +25,7 @@ from invnas.pipeline.progress import TuneProgress
 from invnas.rundir import PhaseStatus, RunDir, SupernetPhase
 
 WEIGHTS_FILE = "supernet.pt"
+log = logging.getLogger(__name__)
 
 
 @portable_errors
@@ -62,7 +65,7 @@ def run_supernet_phase(
             run_config=run_config(run.supernet_dir, progress),
         )
 
-    grid = fit(run.supernet_dir, trainable, new_tuner)
+    grid = fit(run.supernet_dir, trainable, new_tuner, resume_errored=True)
     result = grid[0]
     if unfinished(grid):
         return interrupted(SupernetPhase(PhaseStatus.RUNNING, settings.epochs))
@@ -80,3 +83,22 @@ def run_supernet_phase(
         val_accuracy=metrics.get("val_accuracy"),
         weights=str(run.supernet_weights.relative_to(run.path)),
     )
+
+
+def restore_supernet_weights(run: RunDir) -> bool:
+    """Copy ``weights/supernet.pt`` back from the last checkpoint of the supernet experiment
+    when it is missing (True when it did); ValueError naming both when there is none."""
+    if run.supernet_weights.is_file():
+        return False
+    checkpoints = sorted(run.supernet_dir.glob(f"trial_*/checkpoint_*/{WEIGHTS_FILE}"))
+    if not checkpoints:
+        raise ValueError(
+            f"{run.supernet_weights}: missing, and {run.supernet_dir} holds no checkpoint to "
+            "restore it from; start a new run"
+        )
+    run.supernet_weights.parent.mkdir(parents=True, exist_ok=True)
+    partial = run.supernet_weights.with_suffix(".partial")
+    shutil.copyfile(checkpoints[-1], partial)
+    partial.replace(run.supernet_weights)
+    log.warning("%s was missing; restored from %s", run.supernet_weights, checkpoints[-1])
+    return True

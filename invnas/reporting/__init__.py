@@ -54,6 +54,7 @@ def load_report(run_dir: str | os.PathLike, plots: bool = True) -> dict:
     run = open_run(run_dir)
     results = run.read_results()
     report = build_report(run.path, results, _stage_names(run))
+    report["driver"] = "live" if run.driver_alive() else "none"
     if plots:
         if matplotlib_available():
             report["plots"] = write_plots(report, results, run.path)

@@ -55,9 +55,10 @@ def phases_table(report: dict) -> Table:
         done = sum(1 for r in report["retrained"] if r.get("status") == "completed")
         details["retrain"] = f"{phases['retrain'].get('mode')}: {done} retrained"
     for name, entry in phases.items():
-        table.add_row(
-            name, entry.get("status", "?"), details.get(name, ""), entry.get("error") or ""
-        )
+        status = entry.get("status", "?")
+        if status == "running" and report.get("driver") == "none":
+            status = f"stopped: no live driver; resume with invnas resume {report['run']}"
+        table.add_row(name, status, details.get(name, ""), entry.get("error") or "")
     return table
 
 

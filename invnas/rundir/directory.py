@@ -11,13 +11,17 @@ Layout (``runs/NAME/``)::
     weights/        supernet.pt and retrain/<rank>.pt, stable copies for downstream use
     results.json    what the run found (:class:`~invnas.rundir.records.RunResults`), rewritten
                     atomically
+    driver.json     host and PID of the process running it, while one does
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +134,38 @@ class RunDir:
         data = _read_json(self.results_file, "the run has not started")
         return RunResults.from_json(data, str(self.results_file))
 
+    @property
+    def driver_file(self) -> Path:
+        return self.path / "driver.json"
+
+    @contextlib.contextmanager
+    def driving(self) -> Iterator[None]:
+        """Record this process as the run's driver while the block runs."""
+        record = {"host": socket.gethostname(), "pid": os.getpid()}
+        _write_json_atomic(self.driver_file, record)
+        try:
+            yield
+        finally:
+            self.driver_file.unlink(missing_ok=True)
+
+    def driver_alive(self) -> bool:
+        """True while a process drives the run: its driver.json names a live process (or one
+        on another host, which cannot be checked from here)."""
+        try:
+            record = json.loads(self.driver_file.read_text())
+            host, pid = record["host"], int(record["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if host != socket.gethostname():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def load(self) -> Run:
         """The whole typed record of this run (ValueError if a file is missing or damaged)."""
         return Run(self.path, self.read_info(), self.read_results())
@@ -189,10 +225,17 @@ def _read_json(path: Path, missing_means: str) -> Any:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as any file the user creates (mkstemp gives 0600)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=False)
             handle.write("\n")

@@ -4,10 +4,14 @@ it runs and where its data lives), so that resume and export compute exactly wha
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from invnas.config import RunConfig
+from invnas.space.serialize import space_to_dict
+from invnas.space.spec import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,38 @@ class Overrides:
         return cls(**data)
 
 
+DIGEST_SECTIONS = ("network", "data", "supernet", "search", "retrain", "seed")
+
+
+def settings_digest(space: SearchSpace, config: RunConfig) -> dict[str, str]:
+    """A short hash of the canonical form of each part of a space file that decides what a run
+    computes: the network (input, classes, stem, stages) and the run's sections but
+    ``resources`` (where it runs)."""
+    plain = space_to_dict(space, config)
+    network = {key: plain[key] for key in ("input", "num_classes", "stem", "stages")}
+    parts = {"network": network, **{key: plain[key] for key in DIGEST_SECTIONS[1:]}}
+    return {
+        key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+        for key, value in parts.items()
+    }
+
+
+def check_same_settings(
+    recorded: dict[str, str] | None, space: SearchSpace, config: RunConfig, where: str
+) -> None:
+    """ValueError naming ``where`` and the parts that differ when ``space`` and ``config`` do
+    not compute what the run recorded (``recorded`` None: a run from before digests)."""
+    if recorded is None:
+        return
+    now = settings_digest(space, config)
+    changed = [key for key, value in recorded.items() if now.get(key) != value]
+    if changed:
+        raise ValueError(
+            f"{where}: {', '.join(changed)} differ from the space the run was started with; a "
+            "run resumes only with its own settings: undo the edit, or start a new run"
+        )
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """The contents of ``run.json``: ``data_root`` is the directory a relative ``data.path``
@@ -64,6 +100,7 @@ class RunInfo:
     address: str | None = None
     space_source: str | None = None
     data_root: str | None = None
+    settings_digest: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         plain = dataclasses.asdict(self)

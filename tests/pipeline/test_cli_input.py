@@ -44,7 +44,10 @@ CASES = {
     "resume a directory that is no run": (["resume", "{tmp}"], "not an invnas run directory"),
     "unknown sampler": (["search", "{annealing}"], "search.sampler"),
     "cmaes with two objectives": (["search", "{cmaes}"], "cmaes is single-objective"),
-    "dataset files missing": (["search", "{no_data}"], "/absent does not exist; expected a directory"),
+    "dataset files missing": (
+        ["search", "{no_data}"],
+        "/absent does not exist; expected a directory",
+    ),
 }
 
 

@@ -77,3 +77,54 @@ def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, r
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     (retrained,) = results["retrained"]
     assert retrained["status"] == "completed" and (run / retrained["weights"]).is_file()
+
+
+def _supernet_epochs_done(run: Path) -> int:
+    return len(list(run.glob("supernet/trial_*/checkpoint_*")))
+
+
+STOPS = {
+    "SIGTERM in the search": (signal.SIGTERM, completed_search_trials, 143),
+    "SIGINT in the supernet": (signal.SIGINT, _supernet_epochs_done, 130),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", STOPS, ids=list(STOPS))
+def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ray_tmpdir):
+    stop, progress, code = STOPS[case]
+    space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2}, supernet={"epochs": 3})
+    run = tmp_path / "runs" / "s"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
+    command = ["invnas", "search", str(space), "--name", "s", "--storage", str(run.parent)]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while progress(run) < 1:
+            assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no progress to interrupt in time"
+            time.sleep(0.05)
+        driver.send_signal(stop)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == code, err.decode()[-3000:]
+    assert f"interrupted; resume with: invnas resume {run}" in err.decode()
+    stopped = json.loads((run / "results.json").read_text())
+    assert "failed" not in [p["status"] for p in stopped["phases"].values()]
+    assert stopped["failures"] == []
+    assert not (run / "driver.json").exists()
+
+    resumed = subprocess.run(
+        ["invnas", "resume", str(run)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
+    assert results["phases"]["search"]["trials_completed"] == 4
+    assert len({t["arch"] for t in results["trials"]}) == 4
+    study = load_study(
+        study_name="search", storage=JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
+    )
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]

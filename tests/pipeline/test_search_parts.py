@@ -126,3 +126,19 @@ def test_searcher_runs_a_repeat_when_the_space_is_exhausted():
         assert searcher.suggest(trial_id) == {"arch": "the-only-one"}
         searcher.on_trial_complete(trial_id, {**result(), "arch": "the-only-one"})
     assert searcher.completed == 2 and searcher.repeats_told == MAX_REPEATS
+
+
+def test_a_deleted_supernet_weights_file_comes_back_from_the_last_checkpoint(tmp_path):
+    from invnas.pipeline.supernet_phase import restore_supernet_weights
+    from invnas.rundir import RunDir, RunInfo
+
+    run = RunDir.create(tmp_path / "r", "name: tiny\n", RunInfo("r", "2026-01-01", 0))
+    with pytest.raises(ValueError, match="supernet.pt: missing, and .* holds no checkpoint"):
+        restore_supernet_weights(run)
+    for epoch in (0, 1):
+        checkpoint = run.supernet_dir / "trial_00000_a" / f"checkpoint_{epoch:06d}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "supernet.pt").write_bytes(b"epoch %d" % epoch)
+    assert restore_supernet_weights(run)
+    assert run.supernet_weights.read_bytes() == b"epoch 1"
+    assert not restore_supernet_weights(run)  # present: left alone

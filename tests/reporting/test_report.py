@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -143,11 +144,25 @@ def test_run_that_has_not_searched_yet(tmp_path, results, capsys):
         results["phases"][phase]["status"] = "pending"
     results.update(trials=[], pareto=[], best=None, retrained=[], failures=[])
     run = write_run(tmp_path / "early", results)
+    driver = {"host": socket.gethostname(), "pid": os.getpid()}  # this process drives it
+    (run / "driver.json").write_text(json.dumps(driver))
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "running" in out and "pending" in out
+    assert "running" in out and "pending" in out and "no live driver" not in out
     assert "plots: none (no completed trials yet)" in out
     assert not any((run / name).exists() for name in PICTURES)
+
+
+def test_a_run_whose_driver_died_says_how_to_resume_it(tmp_path, results, capsys):
+    results["phases"]["search"]["status"] = "running"
+    run = write_run(tmp_path / "dead", results)
+    record = {"host": socket.gethostname(), "pid": 2**22 + 7}  # above Linux's largest PID
+    (run / "driver.json").write_text(json.dumps(record))
+    report = report_json(run, capsys, "--no-plots")
+    assert report["driver"] == "none"
+    assert main(["report", str(run), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "no live driver; resume with invnas resume" in out
 
 
 def test_not_a_run_directory_is_a_one_line_error(tmp_path, capsys):

@@ -64,3 +64,56 @@ def test_damaged_files_are_clear_errors(tmp_path):
     run.run_file.write_text('{"name": "r", "created": "x", "seed": 0, "overrides": {"x": 1}}')
     with pytest.raises(ValueError, match="run.json: overrides: .*expected an object with keys"):
         run.read_info()
+
+
+def test_resume_refuses_an_edited_space_or_another_space_file(tmp_path, capsys):
+    from invnas.cli import main
+    from invnas.rundir.info import settings_digest
+
+    space, config = load_space_file(TINY)
+    info = _info(name="r", settings_digest=settings_digest(space, config))
+    run = RunDir.create(tmp_path / "r", TINY.read_text(), info)
+    edited = TINY.read_text().replace("epochs: 1", "epochs: 3", 1)
+    assert edited != TINY.read_text()
+    run.space_file.write_text(edited)
+    assert main(["resume", str(run.path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "space.yaml: supernet differ from the space the run was started with" in line
+    run.space_file.write_text(TINY.read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.read_text().replace("name: s1", "name: first", 1))
+    argv = ["search", str(other), "--resume", "--name", "r", "--storage", str(tmp_path)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "other.yaml: network differ from the space the run was started with" in line
+    assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "space.yaml"]
+
+
+def test_the_digest_ignores_where_a_run_runs():
+    import dataclasses
+
+    from invnas.rundir.info import settings_digest
+
+    space, config = load_space_file(TINY)
+    elsewhere = dataclasses.replace(
+        config, resources=dataclasses.replace(config.resources, cpus_per_trial=4)
+    )
+    assert settings_digest(space, elsewhere) == settings_digest(space, config)
+    reseeded = dataclasses.replace(config, seed=config.seed + 1)
+    changed = settings_digest(space, reseeded)
+    assert [k for k in changed if changed[k] != settings_digest(space, config)[k]] == ["seed"]
+
+
+def test_run_files_follow_the_users_umask(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o002)
+    try:
+        run = RunDir.create(tmp_path / "r", "name: tiny\n", _info())
+        _, config = load_space_file(TINY)
+        run.write_results(empty_results("r", config, objectives_of(config.search)))
+    finally:
+        os.umask(previous)
+    for file in (run.run_file, run.results_file, run.space_file):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o664, file.name

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,27 +76,8 @@ def train_epoch(
     Raises :class:`NonFiniteLossError` (naming ``epoch`` and the step) on a NaN/inf loss,
     before the bad gradient reaches the weights.
     """
-    forward = forward or model
-    device = _device_of(model)
-    model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, (images, labels) in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
-            break
-        images, labels = images.to(device), labels.to(device)
-        optimizer.zero_grad(set_to_none=True)
-        logits = forward(images)
-        loss = F.cross_entropy(logits, labels)
-        _check_finite(loss, epoch, step)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        batch = labels.shape[0]
-        total_loss += float(loss.detach()) * batch
-        correct += int((logits.detach().argmax(1) == labels).sum())
-        seen += batch
-    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+    forwards = [forward or model]
+    return _train_steps(model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps)
 
 
 def train_supernet_epoch(
@@ -112,21 +94,39 @@ def train_supernet_epoch(
     (one for uniform sampling, several for fair sampling); the gradients of
     ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
     The reported loss and accuracy are averaged over the archs of each batch."""
-    device = _device_of(supernet)
-    supernet.train()
+
+    def paths() -> list[Forward]:
+        return [functools.partial(supernet, arch=arch) for arch in sampler.step()]
+
+    return _train_steps(supernet, loader, optimizer, paths, scheduler, epoch, max_steps)
+
+
+def _train_steps(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    optimizer: Optimizer,
+    paths: Callable[[], Sequence[Forward]],
+    scheduler: LRScheduler | None,
+    epoch: int,
+    max_steps: int | None,
+) -> EpochStats:
+    """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
+    accumulate (each loss divided by their number) before one optimizer step."""
+    device = _device_of(model)
+    model.train()
     total_loss, correct, seen = 0.0, 0.0, 0
     for step, (images, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
         images, labels = images.to(device), labels.to(device)
-        archs = list(sampler.step())
-        if not archs:
+        forwards = paths()
+        if not forwards:
             raise ValueError("sampler.step() returned no architectures")
         optimizer.zero_grad(set_to_none=True)
         batch_loss, batch_correct = 0.0, 0
-        for arch in archs:
-            logits = supernet(images, arch)
-            loss = F.cross_entropy(logits, labels) / len(archs)
+        for forward in forwards:
+            logits = forward(images)
+            loss = F.cross_entropy(logits, labels) / len(forwards)
             _check_finite(loss, epoch, step)
             loss.backward()
             batch_loss += float(loss.detach())
@@ -136,7 +136,7 @@ def train_supernet_epoch(
             scheduler.step()
         batch = labels.shape[0]
         total_loss += batch_loss * batch
-        correct += batch_correct / len(archs)
+        correct += batch_correct / len(forwards)
         seen += batch
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
 

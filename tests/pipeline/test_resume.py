@@ -26,6 +26,22 @@ def completed_search_trials(run: Path) -> int:
     return sum(1 for f in run.glob("search/trial_*/result.json") if f.stat().st_size > 0)
 
 
+def start_search(space: Path, run: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``invnas search`` of ``space`` into the run directory ``run``, as a separate driver."""
+    command = ["invnas", "search", str(space), "--name", run.name, "--storage", str(run.parent)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for(driver: subprocess.Popen, done, what: str, timeout_s: float) -> None:
+    """Poll until ``done()``; fail with the driver's output if it exits first or time runs
+    out (a machine busy compiling the kernel takes minutes)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"no {what} in {timeout_s:.0f} s"
+        time.sleep(0.05)
+
+
 @pytest.fixture()
 def ray_tmpdir():
     """A private RAY_TMPDIR for the subprocesses, so that teardown stops only their Ray."""
@@ -40,14 +56,9 @@ def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, r
     space = write_space(tmp_path, search={"trials": TRIALS, "max_concurrent": 2})
     run = tmp_path / "runs" / "k"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
-    command = ["invnas", "search", str(space), "--name", "k", "--storage", str(run.parent)]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    driver = start_search(space, run, env)
     try:
-        deadline = time.monotonic() + 240
-        while completed_search_trials(run) < 1:
-            assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the search phase reported no trial in time"
-            time.sleep(0.05)
+        wait_for(driver, lambda: completed_search_trials(run) >= 1, "a search trial", 240)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -96,16 +107,11 @@ def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ra
     space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2}, supernet={"epochs": 3})
     run = tmp_path / "runs" / "s"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
-    command = ["invnas", "search", str(space), "--name", "s", "--storage", str(run.parent)]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = start_search(space, run, env)
     try:
-        deadline = time.monotonic() + 300
-        while progress(run) < 1:
-            assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no progress to interrupt in time"
-            time.sleep(0.05)
+        wait_for(driver, lambda: progress(run) >= 1, "progress to interrupt", 600)
         driver.send_signal(stop)
-        _, err = driver.communicate(timeout=120)
+        err, _ = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             driver.kill()

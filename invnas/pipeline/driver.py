@@ -119,8 +119,8 @@ def run_search(
 
     check_options(options)
     space_path = Path(space_path)
-    space, config = load_space_file(space_path)
-    config = options.overrides().apply(config)
+    space, written = load_space_file(space_path)
+    config = options.overrides().apply(written)
     check_data_available(config.data, space_path.resolve().parent)  # before Ray starts
     address = check_address(config.resources.address)
     storage = resolve_storage(config.resources.storage, joining=address is not None)
@@ -130,7 +130,7 @@ def run_search(
         if not path.is_dir():
             raise ValueError(f"--resume: {path}: no such run to resume; check --name and --storage")
         recorded = open_run(path).read_info().settings_digest
-        check_same_settings(recorded, *load_space_file(space_path), str(space_path))
+        check_same_settings(recorded, space, written, str(space_path))
         return resume_run(path, options)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(
@@ -146,7 +146,7 @@ def run_search(
         address=address,
         space_source=str(space_path.resolve()),
         data_root=str(space_path.resolve().parent),
-        settings_digest=settings_digest(*load_space_file(space_path)),
+        settings_digest=settings_digest(space, written),
     )
     space_text = space_path.read_text(encoding="utf-8")
     with _ray_for(config, address, storage, options.ray_temp_dir):
@@ -182,10 +182,11 @@ def resume_run(
     config = overrides.apply(config)
     check_data_available(config.data, info.data_root)
     address = check_address(config.resources.address)
+    if run.results_file.is_file():
+        run.read_results()  # a damaged one is a clear error before Ray starts
     with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
         if not run.results_file.is_file():  # killed before its first results.json
             run.write_results(empty_results(info.name, config, objectives_of(config.search)))
-        run.read_results()  # a damaged one is a clear error before any work
         log.info("resuming run %s", run.path)
         return run, _execute(run, space, config, info)
 

@@ -26,8 +26,10 @@ def test_load_space_and_load_space_file():
     space = invnas.load_space(TINY)
     again, config = invnas.load_space_file(TINY)
     assert space == again and config.search.trials == 4
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         invnas.load_space(TINY.with_name("absent.yaml"))
+    with pytest.raises(ValueError, match="absent.yaml"):  # a run directory that is none
+        invnas.load_run(TINY.parent / "absent.yaml")
 
 
 @pytest.mark.slow  # a real three-phase search on a local Ray (~1 min)

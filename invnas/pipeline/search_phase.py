@@ -158,7 +158,9 @@ def run_search_phase(
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=-1,
-                max_concurrent_trials=settings.max_concurrent,
+                # no max_concurrent_trials: the searcher's batches bound concurrency already,
+                # and Tune's ConcurrencyLimiter around it is snapshotted apart from it (a
+                # restore could pair a stale limiter with a fresh searcher and stall)
                 trial_dirname_creator=trial_dirname,
                 reuse_actors=True,
             ),

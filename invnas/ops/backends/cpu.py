@@ -1,83 +1,40 @@
-"""Native CPU involution: ``kernels/involution_cpu.cpp`` compiled on first use.
+"""Native CPU involution: ``kernels/cpu/`` compiled on first use (see :mod:`.cpu_build`).
 
-The extension is built once with ``torch.utils.cpp_extension.load`` into torch's extensions cache
-(``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); its name carries a hash of the source
-and flags, so checkouts with different sources never rebuild over each other. If the build fails
-(no compiler, no ninja) a warning is logged once and :func:`is_available` returns False.
+The extension is built once into torch's extensions cache (``TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``). If the build fails (no compiler, no ninja) a warning is logged
+once and :func:`is_available` returns False.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import sys
 import threading
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from invnas.resources import kernels_dir
+from invnas.ops.backends import cpu_build
 
 Pair = tuple[int, int]
 
 logger = logging.getLogger(__name__)
 
-SOURCE_NAME = "involution_cpu.cpp"
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
-# No -march=native: the cache may be reused on another machine. The source clones its hot loops
-# per instruction set instead. -fopenmp makes at::parallel_for use torch's own OpenMP runtime.
-_CFLAGS = ("-O3", "-fopenmp", "-Wno-psabi")
-_LDFLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"module": None, "failed": False}
 
 
-def _source() -> Path:
-    return kernels_dir() / SOURCE_NAME
-
-
-def _extension_name(source: Path) -> str:
-    digest = hashlib.sha256(source.read_bytes())
-    digest.update(" ".join(_CFLAGS + _LDFLAGS).encode())
-    return f"invnas_involution_cpu_{digest.hexdigest()[:12]}"
-
-
-def _is_built(name: str) -> bool:
-    root = os.environ.get("TORCH_EXTENSIONS_DIR")
-    if root is None:
-        from torch.utils.cpp_extension import get_default_build_root
-
-        accel = f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu"
-        py = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
-        root = os.path.join(get_default_build_root(), f"{py}_{accel}")
-    return os.path.exists(os.path.join(root, name, f"{name}.so"))
-
-
 def is_built() -> bool:
     """Whether the kernel of this source is already compiled in the build cache (loading it is
     then quick; otherwise the first use compiles it, about a minute on 2 cores)."""
-    return _is_built(_extension_name(_source()))
+    return cpu_build.is_built()
 
 
 def _build() -> ModuleType:
-    from torch.utils.cpp_extension import load
-
-    source = _source()
-    name = _extension_name(source)
-    if not _is_built(name):
-        logger.info("compiling the involution CPU kernel (once, about a minute)")
-    return load(
-        name=name,
-        sources=[str(source)],
-        extra_cflags=list(_CFLAGS),  # load() appends to the lists it is given
-        extra_ldflags=list(_LDFLAGS),
-        verbose=False,
-    )
+    return cpu_build.build()
 
 
 def load_extension() -> ModuleType | None:

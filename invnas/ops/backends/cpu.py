@@ -13,7 +13,6 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from invnas.ops.backends import cpu_build
 
@@ -54,63 +53,42 @@ def load_extension() -> ModuleType | None:
         return _state["module"]
 
 
+@torch.compiler.assume_constant_result  # torch.compile calls it once instead of tracing it
 def is_available() -> bool:
     """Whether the native CPU kernel can run here (compiles it on the first call)."""
     return load_extension() is not None
 
 
-class _InvolutionCpu(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any,
-        input: torch.Tensor,
-        weight: torch.Tensor,
-        geometry: tuple[int, ...],
-    ) -> torch.Tensor:
-        ext = load_extension()
-        assert ext is not None, "involution_cpu called without a compiled extension"
-        input, weight = input.contiguous(), weight.contiguous()
-        ctx.save_for_backward(input, weight)
-        ctx.geometry = geometry
-        return ext.forward(input, weight, *geometry)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ext = load_extension()
-        assert ext is not None
-        input, weight = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = ext.backward_input(grad_out, input, weight, *ctx.geometry)
-        if ctx.needs_input_grad[1]:
-            grad_weight = ext.backward_weight(grad_out, input, weight, *ctx.geometry)
-        return grad_input, grad_weight, None
-
-
-class _StridePoolCpu(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, stride: Pair) -> torch.Tensor:
-        ext = load_extension()
-        assert ext is not None, "stride_pool_cpu called without a compiled extension"
-        ctx.size = input.shape[-2:]
-        ctx.stride = stride
-        return ext.stride_pool(input.contiguous(), *stride)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ext = load_extension()
-        assert ext is not None
-        return ext.stride_pool_backward(grad_out.contiguous(), *ctx.size, *ctx.stride), None
-
-
 def stride_pool_cpu(input: torch.Tensor, stride: Pair) -> torch.Tensor:
     """``nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)(input)`` with the
     native kernel, bit-identical to it and its gradient (float32/float64 CPU tensors, (B, C, H, W)).
-    Torch's CPU avg_pool2d is several times slower on the small maps of a kernel generator."""
-    return _StridePoolCpu.apply(input, stride)
+    Torch's CPU avg_pool2d is several times slower on the small maps of a kernel generator.
+    Runs as the custom op ``invnas::stride_pool`` (see :mod:`invnas.ops.library`)."""
+    return torch.ops.invnas.stride_pool(input, stride)
+
+
+class _InvolutionCpu(torch.autograd.Function):
+    """The native kernels through the ``invnas::involution*`` custom ops (traceable by
+    torch.compile and torch.export); the grad_fn of the cpu backend's outputs."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, ...]
+    ) -> torch.Tensor:
+        from invnas.ops.library import KERNELS_CPU
+
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.kernels = list(geometry), KERNELS_CPU
+        kh, kw, sh, sw, ph, pw, dh, dw = geometry
+        return torch.ops.invnas.involution(
+            input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], KERNELS_CPU
+        )
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        from invnas.ops.library import involution_grads
+
+        return *involution_grads(ctx, grad_out), None
 
 
 def involution_cpu(
@@ -121,9 +99,9 @@ def involution_cpu(
     padding: Pair,
     dilation: Pair,
 ) -> torch.Tensor:
-    """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments).
+    """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments)
+    through the custom op ``invnas::involution`` (see :mod:`invnas.ops.library`).
 
     Differentiable once in ``input`` and ``weight``.
     """
-    geometry = (*kernel_size, *stride, *padding, *dilation)
-    return _InvolutionCpu.apply(input, weight, geometry)
+    return _InvolutionCpu.apply(input, weight, (*kernel_size, *stride, *padding, *dilation))

@@ -50,11 +50,10 @@ def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> to
     padded = _grouped(F.pad(input, (pw, pw, ph, ph)) if ph or pw else input, groups)
     # unbind: no per-tap indexing of the weight (each would be a copy under autograd)
     taps = weight.unsqueeze(2).unbind(3)
-    out = None
-    for (rows, cols), tap in zip(_tap_windows(geometry, ho, wo), taps, strict=True):
-        term = padded[..., rows, cols] * tap
-        out = term if out is None else out.add_(term)
-    assert out is not None
+    windows = _tap_windows(geometry, ho, wo)
+    out = padded[..., windows[0][0], windows[0][1]] * taps[0]
+    for (rows, cols), tap in zip(windows[1:], taps[1:], strict=True):
+        out.addcmul_(padded[..., rows, cols], tap)  # one fused kernel per tap
     return out.reshape(b, c, ho, wo)
 
 

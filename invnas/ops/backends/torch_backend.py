@@ -57,33 +57,56 @@ def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> to
     return out.reshape(b, c, ho, wo)
 
 
+def _spread(t: torch.Tensor, geometry: Geometry, size: Pair) -> torch.Tensor:
+    """``t`` (..., Ho, Wo) placed at the positions its pixels read in the padded input, (i * sh,
+    j * sw) (zeros between), then padded by (k - 1) * d before and to ``size`` (the padded
+    input's size) after: tap (u, v)'s contributions are then the window starting at
+    ((kh - 1 - u) * dh, (kw - 1 - v) * dw)."""
+    kh, kw, sh, sw, _, _, dh, dw = geometry
+    ho, wo = t.shape[-2:]
+    if (sh, sw) != (1, 1):
+        grid = t.new_zeros((*t.shape[:-2], (ho - 1) * sh + 1, (wo - 1) * sw + 1))
+        grid[..., ::sh, ::sw] = t
+        t = grid
+    hz, wz = t.shape[-2:]
+    return F.pad(t, ((kw - 1) * dw, size[1] - wz, (kh - 1) * dh, size[0] - hz))
+
+
 def backward_input(
     grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
 ) -> torch.Tensor:
-    """Gradient of :func:`forward` w.r.t. the input: each tap adds weight * grad_out into the
-    padded input positions it read."""
+    """Gradient of :func:`forward` w.r.t. the input, gathered: each padded-input pixel sums
+    grad_out * weight over the (output pixel, tap) pairs that read it. Out of place, so
+    ``torch.compile`` fuses all taps into one kernel."""
     b, c, h, w = input.shape
-    groups, _, ho, wo = weight.shape[1:]
-    ph, pw = geometry[4:6]
-    grad = _grouped(grad_out, groups)
-    padded = grad_out.new_zeros(b, groups, c // groups, h + 2 * ph, w + 2 * pw)
-    taps = weight.unsqueeze(2).unbind(3)
-    for (rows, cols), tap in zip(_tap_windows(geometry, ho, wo), taps, strict=True):
-        padded[..., rows, cols].addcmul_(grad, tap)
-    return padded[..., ph : ph + h, pw : pw + w].reshape(b, c, h, w)
+    groups = weight.shape[1]
+    kh, kw, _, _, ph, pw, dh, dw = geometry
+    size = (h + 2 * ph, w + 2 * pw)
+    grad = _spread(_grouped(grad_out, groups), geometry, size)
+    taps = _spread(weight, geometry, size).unsqueeze(2).unbind(3)
+    total = None
+    for tap, (u, v) in zip(taps, ((u, v) for u in range(kh) for v in range(kw)), strict=True):
+        rows = slice((kh - 1 - u) * dh, (kh - 1 - u) * dh + size[0])
+        cols = slice((kw - 1 - v) * dw, (kw - 1 - v) * dw + size[1])
+        term = grad[..., rows, cols], tap[..., rows, cols]
+        total = term[0] * term[1] if total is None else total.addcmul_(*term)
+    assert total is not None
+    return total[..., ph : ph + h, pw : pw + w].reshape(b, c, h, w)
 
 
 def backward_weight(
     grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
 ) -> torch.Tensor:
     """Gradient of :func:`forward` w.r.t. the weight: per tap, grad_out times the tap's view of
-    the input, summed over each group's channels."""
+    the input, summed over each group's channels (moved innermost first, so that each sum reads
+    contiguous memory)."""
     groups, _, ho, wo = weight.shape[1:]
     ph, pw = geometry[4:6]
     padded = _grouped(F.pad(input, (pw, pw, ph, ph)) if ph or pw else input, groups)
-    grad = _grouped(grad_out, groups)
+    padded = padded.permute(0, 1, 3, 4, 2).contiguous()  # (B, G, Hp, Wp, CG)
+    grad = _grouped(grad_out, groups).permute(0, 1, 3, 4, 2).contiguous()
     sums = [
-        (padded[..., rows, cols] * grad).sum(2) for rows, cols in _tap_windows(geometry, ho, wo)
+        (padded[:, :, rows, cols] * grad).sum(-1) for rows, cols in _tap_windows(geometry, ho, wo)
     ]
     return torch.stack(sums, dim=2)
 

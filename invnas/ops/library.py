@@ -51,10 +51,27 @@ def involution_op(
 ) -> torch.Tensor:
     """Involution of ``input`` (B, C, H, W) with ``weight`` (B, G, KH*KW, Ho, Wo)."""
     geometry = _geometry(kernel_size, stride, padding, dilation)
-    ext = _native(input) if kernels == "cpu" else None
+    ext = _native(input) if kernels == KERNELS_CPU else None
     if ext is None:
         return torch_backend.forward(input, weight, geometry)
     return ext.forward(input.contiguous(), weight.contiguous(), *geometry)
+
+
+def _backward(
+    which: str,
+    grad_out: torch.Tensor,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    geometry: Sequence[int],
+    kernels: str,
+) -> torch.Tensor:
+    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels."""
+    flat = _geometry(geometry)
+    ext = _native(input) if kernels == KERNELS_CPU else None
+    if ext is None:
+        return getattr(torch_backend, which)(grad_out, input, weight, flat)
+    tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
+    return getattr(ext, which)(*tensors, *flat)
 
 
 @torch.library.custom_op("invnas::involution_backward_input", mutates_args=())
@@ -65,11 +82,7 @@ def _backward_input_op(
     geometry: Sequence[int],
     kernels: str,
 ) -> torch.Tensor:
-    flat = _geometry(geometry)
-    ext = _native(input) if kernels == "cpu" else None
-    if ext is None:
-        return torch_backend.backward_input(grad_out, input, weight, flat)
-    return ext.backward_input(grad_out.contiguous(), input.contiguous(), weight.contiguous(), *flat)
+    return _backward("backward_input", grad_out, input, weight, geometry, kernels)
 
 
 @torch.library.custom_op("invnas::involution_backward_weight", mutates_args=())
@@ -80,13 +93,7 @@ def _backward_weight_op(
     geometry: Sequence[int],
     kernels: str,
 ) -> torch.Tensor:
-    flat = _geometry(geometry)
-    ext = _native(input) if kernels == "cpu" else None
-    if ext is None:
-        return torch_backend.backward_weight(grad_out, input, weight, flat)
-    return ext.backward_weight(
-        grad_out.contiguous(), input.contiguous(), weight.contiguous(), *flat
-    )
+    return _backward("backward_weight", grad_out, input, weight, geometry, kernels)
 
 
 @involution_op.register_fake

@@ -4,9 +4,6 @@ how the run's data was prepared, so raw images give the recorded accuracy withou
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -15,18 +12,10 @@ from invnas.engine import load_data
 from invnas.exporting import export_run
 from invnas.rundir import open_run
 
-# Torch only (invnas cannot be imported): raw images through model.predict, accuracy printed.
+from .conftest import run_without_invnas
+
+# Raw images through model.predict, the accuracy printed (run where only torch imports).
 PREDICT = """
-import importlib.abc, sys
-
-class Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "invnas":
-            raise ImportError("not installed here: " + name)
-        return None
-
-sys.meta_path.insert(0, Blocked())
-sys.path.insert(0, ".")
 import torch
 import model
 
@@ -34,20 +23,6 @@ raw = torch.load(sys.argv[1], weights_only=True)
 predicted = model.predict(raw["images"])
 print(float((predicted == raw["labels"]).double().mean()))
 """
-
-
-def _torch_only_accuracy(export_dir: Path, raw_file: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = subprocess.run(
-        [sys.executable, "-I", "-B", "-c", PREDICT, str(raw_file)],
-        cwd=export_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return float(done.stdout.strip().splitlines()[-1])
 
 
 def test_raw_images_through_preprocess_give_the_recorded_accuracy(
@@ -66,7 +41,7 @@ def test_raw_images_through_preprocess_give_the_recorded_accuracy(
 
     raw_file = tmp_path / "raw_val.pt"  # the split's images as the dataset stores them
     torch.save({"images": splits.val.images, "labels": splits.val.labels}, raw_file)
-    assert _torch_only_accuracy(out, raw_file) == metrics["accuracy"]["value"]
+    assert float(run_without_invnas(out, PREDICT, str(raw_file))) == metrics["accuracy"]["value"]
 
 
 def test_preprocess_reproduces_the_training_inputs(run_dir: Path, tmp_path: Path) -> None:

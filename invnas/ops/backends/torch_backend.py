@@ -105,10 +105,13 @@ def backward_weight(
     padded = _grouped(F.pad(input, (pw, pw, ph, ph)) if ph or pw else input, groups)
     padded = padded.permute(0, 1, 3, 4, 2).contiguous()  # (B, G, Hp, Wp, CG)
     grad = _grouped(grad_out, groups).permute(0, 1, 3, 4, 2).contiguous()
-    # Tap-major, each sum written in place (out=, contiguous for torch.compile): a list of 49
+    windows = _tap_windows(geometry, ho, wo)
+    if torch.compiler.is_compiling():  # Inductor writes each fused sum straight into the stack
+        return torch.stack([(padded[:, :, r, c] * grad).sum(-1) for r, c in windows], dim=2)
+    # Eagerly, each sum goes in place (out=, tap-major so that it is contiguous): a list of 49
     # small sums between the large products fragments the heap (5x the peak memory on the CPU).
     per_tap = weight.new_empty((weight.shape[2], *weight.shape[:2], ho, wo))
-    for tap, (rows, cols) in enumerate(_tap_windows(geometry, ho, wo)):
+    for tap, (rows, cols) in enumerate(windows):
         torch.sum(padded[:, :, rows, cols] * grad, -1, out=per_tap[tap])
     return per_tap.permute(1, 2, 0, 3, 4).contiguous()
 

@@ -68,27 +68,29 @@ def stride_pool_cpu(input: torch.Tensor, stride: Pair) -> torch.Tensor:
 
 
 class _InvolutionCpu(torch.autograd.Function):
-    """The native kernels through the ``invnas::involution*`` custom ops (traceable by
-    torch.compile and torch.export); the grad_fn of the cpu backend's outputs."""
+    """The native kernels: called directly when running eagerly, through the
+    ``invnas::involution*`` custom ops when traced (torch.compile, torch.export); the grad_fn of
+    the cpu backend's outputs."""
 
     @staticmethod
     def forward(
         ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, ...]
     ) -> torch.Tensor:
-        from invnas.ops.library import KERNELS_CPU
+        from invnas.ops import library
 
         ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.kernels = list(geometry), KERNELS_CPU
+        ctx.geometry, ctx.kernels = list(geometry), library.KERNELS_CPU
+        ctx.direct = library.is_plain_eager(input, weight)
+        run = library.forward_kernel if ctx.direct else torch.ops.invnas.involution
         kh, kw, sh, sw, ph, pw, dh, dw = geometry
-        return torch.ops.invnas.involution(
-            input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], KERNELS_CPU
-        )
+        return run(input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], library.KERNELS_CPU)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        from invnas.ops.library import involution_grads
+        from invnas.ops import library
 
-        return *involution_grads(ctx, grad_out), None
+        direct = ctx.direct and library.is_plain_eager(grad_out)
+        return *library.involution_grads(ctx, grad_out, direct), None
 
 
 def involution_cpu(

@@ -55,18 +55,8 @@ def forward_kernel(
     return ext.forward(input.contiguous(), weight.contiguous(), *geometry)
 
 
-@torch.library.custom_op("invnas::involution", mutates_args=())
-def involution_op(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    """Involution of ``input`` (B, C, H, W) with ``weight`` (B, G, KH*KW, Ho, Wo)."""
-    return forward_kernel(input, weight, kernel_size, stride, padding, dilation, kernels)
+# The op of forward_kernel: typed schema from its signature.
+involution_op = torch.library.custom_op("invnas::involution", forward_kernel, mutates_args=())
 
 
 def _backward(

@@ -4,10 +4,14 @@ For every RedNet stage (B=8, K=7, G=C/16) and every method it reports the forwar
 forward+backward time (median of --repeats runs after warm-up) and the peak memory of one
 forward+backward.
 
-Methods: the involution backends reference (unfold), torch (shift-and-add) and cpu (native
-kernel), given a ready-made kernel tensor (B, G, 49, H, W) and differentiated w.r.t. the input
-and that tensor; a dense 3x3 conv C->C and a depthwise 7x7 conv, differentiated w.r.t. the input
-and their weight. The forward is timed under torch.no_grad().
+Methods: the involution backends reference (unfold), torch (shift-and-add with its explicit
+backward) and cpu (native kernel, through the registered op invnas::involution), given a
+ready-made kernel tensor (B, G, 49, H, W) and differentiated w.r.t. the input and that tensor;
+torch-autograd (the same shift-and-add forward differentiated by autograd through its views,
+the torch backend before it had its own backward); torch-compile and cpu-compile (those two
+backends under torch.compile(fullgraph=True), Inductor; compile time excluded, warm-up
+compiles); a dense 3x3 conv C->C and a depthwise 7x7 conv, differentiated w.r.t. the input and
+their weight. The forward is timed under torch.no_grad().
 
 Memory: each (stage, method) runs in a fresh subprocess. After the inputs exist and a tiny call
 has loaded the method's libraries, it records ru_maxrss, runs ONE forward+backward, and reports
@@ -16,6 +20,7 @@ the growth of ru_maxrss: the peak resident memory that the operation added on to
 
     python experiments/bench_involution.py            # full run, 2-5 min on 2 cores
     python experiments/bench_involution.py --quick    # smoke run, a few seconds per case
+    python experiments/bench_involution.py --stages 1 --methods torch cpu torch-compile
 """
 
 from __future__ import annotations
@@ -38,7 +43,17 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "experiments" / "results" / "bench_involution.json"
 STAGES = [(64, 56), (128, 28), (256, 14), (512, 7)]  # (channels, size) of RedNet's four stages
-METHODS = ["reference", "torch", "cpu", "conv3x3", "dwconv7x7"]
+METHODS = [
+    "reference",
+    "torch",
+    "cpu",
+    "conv3x3",
+    "dwconv7x7",
+    "torch-autograd",
+    "torch-compile",
+    "cpu-compile",
+]
+COMPILED = "-compile"
 KERNEL = 7
 GROUP_CHANNELS = 16
 
@@ -56,12 +71,26 @@ def _make_case(method: str, batch: int, channels: int, size: int) -> Callable[[b
         def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return F.conv2d(a, w, padding=k // 2, groups=groups)
 
+    elif method == "torch-autograd":
+        from invnas.ops.backends import torch_backend
+
+        groups = channels // GROUP_CHANNELS
+        weight = torch.randn(batch, groups, KERNEL * KERNEL, size, size, generator=gen)
+        geometry = (KERNEL, KERNEL, 1, 1, KERNEL // 2, KERNEL // 2, 1, 1)
+
+        def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return torch_backend.forward(a, w, geometry)
+
     else:
         groups = channels // GROUP_CHANNELS
         weight = torch.randn(batch, groups, KERNEL * KERNEL, size, size, generator=gen)
+        backend = method.removesuffix(COMPILED)
 
         def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            return involution(a, w, KERNEL, padding=KERNEL // 2, backend=method)
+            return involution(a, w, KERNEL, padding=KERNEL // 2, backend=backend)
+
+        if method.endswith(COMPILED):
+            op = torch.compile(op, fullgraph=True, dynamic=False)
 
     weight.requires_grad_()
     grad_out = torch.randn(batch, channels, size, size, generator=gen)
@@ -175,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: B=2, first two stages")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS[:5])
+    parser.add_argument("--stages", type=int, default=None, help="only the first N stages")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -185,9 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     # Build the native kernel once here, so no worker pays for (or races on) the compile.
     from invnas.ops.backends import cpu as cpu_backend
 
-    if "cpu" in args.methods and not cpu_backend.is_available():
+    if {"cpu", "cpu-compile"} & set(args.methods) and not cpu_backend.is_available():
         sys.exit("bench_involution: the native cpu backend did not build; see the log above")
     batch, stages = (2, STAGES[:2]) if args.quick else (8, STAGES)
+    stages = stages[: args.stages] if args.stages else stages
     repeats = args.repeats or (3 if args.quick else 7)
     results = []
     load_start = os.getloadavg()[0]

@@ -32,6 +32,44 @@ from invnas.space.spec import SearchSpace
 WEIGHTS_FILE = "weights.pt"
 
 
+# What preprocess() accepts, as the training data loader (invnas.data.images) read it.
+VALUE_RANGE = "uint8 in 0..255, or floating point in [0, 1]"
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """How raw images become the network's input, exactly as training prepared them: scaled to
+    [0, 1] (uint8 divided by 255), resized to ``size`` (bilinear, antialiased when shrinking),
+    grey replicated to ``channels``, normalised with ``mean``/``std`` (None: not recorded, e.g.
+    an untrained export; then no normalisation)."""
+
+    channels: int
+    size: int
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    class_names: tuple[str, ...]
+    value_range: str = VALUE_RANGE
+
+    @classmethod
+    def unrecorded(cls, space: SearchSpace) -> InputContract:
+        """The contract of an untrained export: no normalisation, classes named by index."""
+        names = tuple(str(i) for i in range(space.num_classes))
+        return cls(space.input.channels, space.input.size, None, None, names)
+
+    def as_dict(self) -> dict[str, object]:
+        """The contract as metrics.json records it."""
+        return {
+            "channels": self.channels,
+            "size": self.size,
+            "value_range": self.value_range,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
+            "class_names": list(self.class_names),
+            "preprocess": "model.preprocess(images): /255 for uint8, resize, replicate grey, "
+            "(x - mean) / std",
+        }
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What the docstring of the generated file says about where the model came from."""
@@ -118,6 +156,13 @@ Exported by invnas {version}. Needs only PyTorch: no import of invnas.
     net = model.load()             # exported weights ({weights_file} beside this file), eval mode
     net = model.build()            # same network, random initialisation
     logits = net(torch.randn(1, IN_CHANNELS, INPUT_SIZE, INPUT_SIZE))
+    labels = model.predict(images)  # raw images -> class indices (see preprocess)
+    names = [CLASS_NAMES[i] for i in labels]
+
+Input contract: preprocess(images) takes raw images, (N, C, H, W) or (C, H, W), as
+VALUE_RANGE says, to the network's input: scaled to [0, 1], resized to INPUT_SIZE x INPUT_SIZE
+(bilinear, antialiased when shrinking), grey replicated to IN_CHANNELS, normalised with MEAN
+and STD as in training. Feeding the network anything else costs accuracy.
 
 The network works with torch.jit.script, torch.export.export and torch.compile.
 """
@@ -133,6 +178,47 @@ IN_CHANNELS = {in_channels}
 INPUT_SIZE = {input_size}
 NUM_CLASSES = {num_classes}
 WEIGHTS_FILE = "{weights_file}"
+# Per-channel normalisation of the training data (None: not recorded, no normalisation).
+MEAN = {mean}
+STD = {std}
+CLASS_NAMES = {class_names}
+VALUE_RANGE = {value_range}
+'''
+
+_PREPROCESS = '''
+
+def preprocess(images: torch.Tensor) -> torch.Tensor:
+    """Raw images, (N, C, H, W) or (C, H, W), uint8 in 0..255 or float in [0, 1], as the
+    network's float32 input (N, IN_CHANNELS, INPUT_SIZE, INPUT_SIZE), prepared as in training."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dtype == torch.uint8:
+        x = images.float().div_(255.0)
+    else:
+        x = images.float()
+    if x.shape[-2] != INPUT_SIZE or x.shape[-1] != INPUT_SIZE:
+        shrinking = x.shape[-1] > INPUT_SIZE or x.shape[-2] > INPUT_SIZE
+        x = F.interpolate(
+            x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
+            antialias=shrinking,
+        )
+    if x.shape[1] != IN_CHANNELS:
+        if x.shape[1] != 1:
+            raise ValueError(f"images have {x.shape[1]} channels; expected {IN_CHANNELS} or 1")
+        x = x.expand(-1, IN_CHANNELS, -1, -1)
+    if MEAN is None or STD is None:
+        return x.contiguous()
+    mean = torch.tensor(MEAN, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(STD, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def predict(images: torch.Tensor, net: Optional[nn.Module] = None) -> torch.Tensor:
+    """Class indices (N,) of raw images (see preprocess); net defaults to load()."""
+    if net is None:
+        net = load()
+    with torch.no_grad():
+        return net(preprocess(images).to(next(net.parameters()).device)).argmax(1)
 '''
 
 _INVOLUTION = '''
@@ -283,8 +369,13 @@ def load(weights: Optional[str] = None, map_location: str = "cpu") -> Net:
 '''
 
 
-def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
-    """The text of a standalone ``model.py`` building ``arch`` of ``space`` with plain layers."""
+def generate_source(
+    space: SearchSpace, arch: Arch, info: SourceInfo, contract: InputContract | None = None
+) -> str:
+    """The text of a standalone ``model.py`` building ``arch`` of ``space`` with plain layers,
+    with ``preprocess``/``predict`` for raw images under ``contract`` (default:
+    :meth:`InputContract.unrecorded`)."""
+    contract = contract or InputContract.unrecorded(space)
     plan = plan_network(space, arch)
     uses_involution = any(
         isinstance(layer, OpPlan) and layer.op.kind == "involution" for layer in plan.layers()
@@ -300,6 +391,10 @@ def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
             input_size=space.input.size,
             num_classes=space.num_classes,
             weights_file=WEIGHTS_FILE,
+            value_range=_quote(contract.value_range),
+            mean=_tuple_source(contract.mean),
+            std=_tuple_source(contract.std),
+            class_names=_tuple_source(contract.class_names),
         ),
     ]
     if uses_involution:
@@ -311,4 +406,16 @@ def generate_source(space: SearchSpace, arch: Arch, info: SourceInfo) -> str:
         parts.append(_BASIC_BLOCK)
     parts.append(_network_functions(plan))
     parts.append(_NETWORK.replace("{fc}", _layer_source(plan.fc)))
+    parts.append(_PREPROCESS)
     return "".join(parts)
+
+
+def _tuple_source(values: tuple[float, ...] | tuple[str, ...] | None) -> str:
+    """A Python literal of ``values`` (repr keeps floats exact; strings are JSON-quoted)."""
+    if values is None:
+        return "None"
+    items = [_quote(v) if isinstance(v, str) else repr(float(v)) for v in values]
+    text = f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+    if len(text) <= 80:
+        return text
+    return "(\n" + "".join(f"    {item},\n" for item in items) + ")"

@@ -3,8 +3,9 @@
 The directory holds ``model.py`` (standalone PyTorch source, see :mod:`invnas.exporting.codegen`),
 ``weights.pt`` (its state dict, loadable with ``torch.load(..., weights_only=True)``),
 ``arch.yaml`` (the architecture as a fixed space file), ``metrics.json`` (accuracy, params,
-MACs, latency and where each came from) and ``sample.pt`` (a fixed input batch and the output
-invnas's own model gave for it, in eval mode).
+MACs, latency and where each came from, and the input contract: channels, size, normalisation,
+value range, class names, as ``model.preprocess`` applies them) and ``sample.pt`` (a fixed
+input batch and the output invnas's own model gave for it, in eval mode).
 
 Example::
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from invnas import __version__
 from invnas.config import RunConfig
-from invnas.exporting.codegen import WEIGHTS_FILE, SourceInfo, generate_source
+from invnas.exporting.codegen import WEIGHTS_FILE, InputContract, SourceInfo, generate_source
 from invnas.exporting.picking import (
     Choice,
     check_search_finished,
@@ -85,15 +86,19 @@ def write_export(
     metrics: dict[str, Any],
     info: SourceInfo,
     config: RunConfig,
+    contract: InputContract | None = None,
 ) -> Path:
     """Write the five files of an export of ``model`` (an ArchNet of ``arch``) into ``out``;
-    ``arch.yaml`` carries the settings ``config``."""
+    ``arch.yaml`` carries the settings ``config``; ``contract`` says how its inputs were
+    prepared (default: not recorded)."""
+    contract = contract or InputContract.unrecorded(space)
+    metrics = {**metrics, "input": contract.as_dict()}
     model = model.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
     torch.save(state, out / WEIGHTS_FILE)
     torch.save(_sample(model, space), out / "sample.pt")
-    (out / "model.py").write_text(generate_source(space, arch, info), encoding="utf-8")
+    (out / "model.py").write_text(generate_source(space, arch, info, contract), encoding="utf-8")
     dump_space(fixed_space(space, arch), out / "arch.yaml", config)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("exported %s to %s", arch.encode(), out)
@@ -281,7 +286,22 @@ def export_run(
         origin=f"Picked with --pick {parsed} from the run at {run.path}.",
         version=__version__,
     )
-    return write_export(target, space, arch, model, metrics, about, config)
+    contract = _input_contract(run, space, config)
+    return write_export(target, space, arch, model, metrics, about, config, contract)
+
+
+def _input_contract(run: RunDir, space: SearchSpace, config: RunConfig) -> InputContract:
+    """How the run's dataset was presented to the network (its normalisation and classes)."""
+    from invnas.engine import load_data
+
+    splits = load_data(space, config, run.read_info().data_root).splits
+    return InputContract(
+        channels=space.input.channels,
+        size=space.input.size,
+        mean=tuple(splits.mean),
+        std=tuple(splits.std),
+        class_names=tuple(splits.class_names),
+    )
 
 
 def _check_recorded_cost(metrics: dict[str, Any], recorded: TrialMetrics | None) -> None:

@@ -8,6 +8,7 @@ from types import ModuleType
 
 import torch
 
+from invnas.ops import library  # noqa: F401  (registers the invnas:: custom ops)
 from invnas.ops.backends import cpu as cpu_backend
 from invnas.ops.backends.reference import involution_reference
 from invnas.ops.backends.torch_backend import involution_torch

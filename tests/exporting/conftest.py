@@ -211,7 +211,7 @@ def run_dir(tmp_path: Path) -> Path:
 # Runs in a fresh interpreter (-I: no user site, no PYTHON* variables, no script dir on the
 # path; -B: no __pycache__ left in the export directory) where importing invnas fails, as
 # in an environment with only torch.
-FRESH_CHECK = """
+WITHOUT_INVNAS = """
 import importlib.abc, sys
 
 class Blocked(importlib.abc.MetaPathFinder):
@@ -222,6 +222,8 @@ class Blocked(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Blocked())
 sys.path.insert(0, ".")
+"""
+FRESH_CHECK = """
 import torch
 import model
 
@@ -234,11 +236,11 @@ print(float((output - sample["output"]).abs().max()))
 """
 
 
-def fresh_environment_max_error(export_dir: Path) -> float:
-    """Max |model.load()(sample input) - sample output| computed without invnas importable."""
+def run_without_invnas(export_dir: Path, script: str, *args: str) -> str:
+    """The last line ``script`` prints, run in ``export_dir`` where only torch is importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     done = subprocess.run(
-        [sys.executable, "-I", "-B", "-c", FRESH_CHECK],
+        [sys.executable, "-I", "-B", "-c", WITHOUT_INVNAS + script, *args],
         cwd=export_dir,
         env=env,
         capture_output=True,
@@ -246,4 +248,9 @@ def fresh_environment_max_error(export_dir: Path) -> float:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    return float(done.stdout.strip().splitlines()[-1])
+    return done.stdout.strip().splitlines()[-1]
+
+
+def fresh_environment_max_error(export_dir: Path) -> float:
+    """Max |model.load()(sample input) - sample output| computed without invnas importable."""
+    return float(run_without_invnas(export_dir, FRESH_CHECK))

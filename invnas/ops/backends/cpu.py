@@ -1,83 +1,39 @@
-"""Native CPU involution: ``kernels/involution_cpu.cpp`` compiled on first use.
+"""Native CPU involution: ``kernels/cpu/`` compiled on first use (see :mod:`.cpu_build`).
 
-The extension is built once with ``torch.utils.cpp_extension.load`` into torch's extensions cache
-(``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); its name carries a hash of the source
-and flags, so checkouts with different sources never rebuild over each other. If the build fails
-(no compiler, no ninja) a warning is logged once and :func:`is_available` returns False.
+The extension is built once into torch's extensions cache (``TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``). If the build fails (no compiler, no ninja) a warning is logged
+once and :func:`is_available` returns False.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import sys
 import threading
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from invnas.resources import kernels_dir
+from invnas.ops.backends import cpu_build
 
 Pair = tuple[int, int]
 
 logger = logging.getLogger(__name__)
 
-SOURCE_NAME = "involution_cpu.cpp"
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
-# No -march=native: the cache may be reused on another machine. The source clones its hot loops
-# per instruction set instead. -fopenmp makes at::parallel_for use torch's own OpenMP runtime.
-_CFLAGS = ("-O3", "-fopenmp", "-Wno-psabi")
-_LDFLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"module": None, "failed": False}
 
 
-def _source() -> Path:
-    return kernels_dir() / SOURCE_NAME
-
-
-def _extension_name(source: Path) -> str:
-    digest = hashlib.sha256(source.read_bytes())
-    digest.update(" ".join(_CFLAGS + _LDFLAGS).encode())
-    return f"invnas_involution_cpu_{digest.hexdigest()[:12]}"
-
-
-def _is_built(name: str) -> bool:
-    root = os.environ.get("TORCH_EXTENSIONS_DIR")
-    if root is None:
-        from torch.utils.cpp_extension import get_default_build_root
-
-        accel = f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu"
-        py = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
-        root = os.path.join(get_default_build_root(), f"{py}_{accel}")
-    return os.path.exists(os.path.join(root, name, f"{name}.so"))
-
-
 def is_built() -> bool:
     """Whether the kernel of this source is already compiled in the build cache (loading it is
     then quick; otherwise the first use compiles it, about a minute on 2 cores)."""
-    return _is_built(_extension_name(_source()))
+    return cpu_build.is_built()
 
 
 def _build() -> ModuleType:
-    from torch.utils.cpp_extension import load
-
-    source = _source()
-    name = _extension_name(source)
-    if not _is_built(name):
-        logger.info("compiling the involution CPU kernel (once, about a minute)")
-    return load(
-        name=name,
-        sources=[str(source)],
-        extra_cflags=list(_CFLAGS),  # load() appends to the lists it is given
-        extra_ldflags=list(_LDFLAGS),
-        verbose=False,
-    )
+    return cpu_build.build()
 
 
 def load_extension() -> ModuleType | None:
@@ -97,63 +53,44 @@ def load_extension() -> ModuleType | None:
         return _state["module"]
 
 
+@torch.compiler.assume_constant_result  # torch.compile calls it once instead of tracing it
 def is_available() -> bool:
     """Whether the native CPU kernel can run here (compiles it on the first call)."""
     return load_extension() is not None
 
 
-class _InvolutionCpu(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any,
-        input: torch.Tensor,
-        weight: torch.Tensor,
-        geometry: tuple[int, ...],
-    ) -> torch.Tensor:
-        ext = load_extension()
-        assert ext is not None, "involution_cpu called without a compiled extension"
-        input, weight = input.contiguous(), weight.contiguous()
-        ctx.save_for_backward(input, weight)
-        ctx.geometry = geometry
-        return ext.forward(input, weight, *geometry)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ext = load_extension()
-        assert ext is not None
-        input, weight = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = ext.backward_input(grad_out, input, weight, *ctx.geometry)
-        if ctx.needs_input_grad[1]:
-            grad_weight = ext.backward_weight(grad_out, input, weight, *ctx.geometry)
-        return grad_input, grad_weight, None
-
-
-class _StridePoolCpu(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, stride: Pair) -> torch.Tensor:
-        ext = load_extension()
-        assert ext is not None, "stride_pool_cpu called without a compiled extension"
-        ctx.size = input.shape[-2:]
-        ctx.stride = stride
-        return ext.stride_pool(input.contiguous(), *stride)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        ext = load_extension()
-        assert ext is not None
-        return ext.stride_pool_backward(grad_out.contiguous(), *ctx.size, *ctx.stride), None
-
-
 def stride_pool_cpu(input: torch.Tensor, stride: Pair) -> torch.Tensor:
     """``nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)(input)`` with the
     native kernel, bit-identical to it and its gradient (float32/float64 CPU tensors, (B, C, H, W)).
-    Torch's CPU avg_pool2d is several times slower on the small maps of a kernel generator."""
-    return _StridePoolCpu.apply(input, stride)
+    Torch's CPU avg_pool2d is several times slower on the small maps of a kernel generator.
+    Runs as the custom op ``invnas::stride_pool`` (see :mod:`invnas.ops.library`)."""
+    return torch.ops.invnas.stride_pool(input, stride)
+
+
+class _InvolutionCpu(torch.autograd.Function):
+    """The native kernels: called directly when running eagerly, through the
+    ``invnas::involution*`` custom ops when traced (torch.compile, torch.export); the grad_fn of
+    the cpu backend's outputs."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, ...]
+    ) -> torch.Tensor:
+        from invnas.ops import library
+
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.kernels = list(geometry), library.KERNELS_CPU
+        ctx.direct = library.is_plain_eager(input, weight)
+        run = library.forward_kernel if ctx.direct else torch.ops.invnas.involution
+        kh, kw, sh, sw, ph, pw, dh, dw = geometry
+        return run(input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], library.KERNELS_CPU)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        from invnas.ops import library
+
+        direct = ctx.direct and library.is_plain_eager(grad_out)
+        return *library.involution_grads(ctx, grad_out, direct), None
 
 
 def involution_cpu(
@@ -164,9 +101,9 @@ def involution_cpu(
     padding: Pair,
     dilation: Pair,
 ) -> torch.Tensor:
-    """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments).
+    """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments)
+    through the custom op ``invnas::involution`` (see :mod:`invnas.ops.library`).
 
     Differentiable once in ``input`` and ``weight``.
     """
-    geometry = (*kernel_size, *stride, *padding, *dilation)
-    return _InvolutionCpu.apply(input, weight, geometry)
+    return _InvolutionCpu.apply(input, weight, (*kernel_size, *stride, *padding, *dilation))

@@ -81,3 +81,17 @@ def test_processes_importing_invnas_from_different_places_share_one_build(
     assert other["extension"] == same["extension"] == str(library)
     assert (directory / ".ninja_log").read_text() == log_before
     assert library.stat().st_mtime_ns == mtime_before
+
+
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_process(tmp_path: Path) -> None:
+    """torch marks a build in progress with a plain ``lock`` file; a build killed midway leaves
+    it, and torch alone would wait for it forever. The next load removes it and goes on."""
+    if not cpu_backend.is_available():
+        pytest.skip("the native CPU kernel cannot be built here")
+    directory = cpu_build.build_root() / cpu_build.extension_name()
+    stale = directory / "lock"
+    stale.touch()
+    package = Path(invnas.__file__).parent
+    loaded = _probe(package.parent, tmp_path)  # times out (fails) if it waits on the lock
+    assert loaded["extension"] is not None
+    assert not stale.exists()

@@ -12,11 +12,14 @@ wherever invnas lives, and a different command gets its own directory instead of
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -114,11 +117,31 @@ def build() -> ModuleType:
     directory = build_root() / name
     if not (directory / f"{name}.so").exists():
         logger.info("compiling the involution CPU kernel (once, about a minute)")
-    return load(
-        name=name,
-        sources=_stage(directory, texts),
-        extra_cflags=list(CFLAGS),  # load() appends to the lists it is given
-        extra_ldflags=list(LDFLAGS),
-        build_directory=str(directory),
-        verbose=False,
-    )
+    directory.mkdir(parents=True, exist_ok=True)
+    with _building(directory):
+        return load(
+            name=name,
+            sources=_stage(directory, texts),
+            extra_cflags=list(CFLAGS),  # load() appends to the lists it is given
+            extra_ldflags=list(LDFLAGS),
+            build_directory=str(directory),
+            verbose=False,
+        )
+
+
+@contextlib.contextmanager
+def _building(directory: Path) -> Iterator[None]:
+    """Hold an OS lock on ``directory`` (released by the kernel when its holder dies) while
+    torch builds or loads there. torch's own lock is a plain file that a killed build leaves
+    behind, after which every later process waits for it forever; holding ours, no other
+    invnas process is building, so such a file is stale and is removed."""
+    with open(directory / "invnas.flock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        stale = directory / "lock"
+        if stale.exists():
+            logger.warning("%s: removing the lock of a build that was killed", stale)
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -8,6 +8,7 @@ by name, and :mod:`invnas.space.cost` counts their parameters and MACs on the sa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -70,18 +71,32 @@ def make_op(op: OpChoice, channels: int, stride: int) -> nn.Module:
     return Involution2d(channels, k, stride, reduction=reduction, groups=op.groups or 1)
 
 
-def build_layer(layer: LayerPlan | None) -> nn.Module:
-    """The plain module of one planned layer (``None``: the identity)."""
+@dataclass(frozen=True)
+class WeightedLayers:
+    """How the planned layers that hold weights become modules: plain ones (:data:`PLAIN`),
+    or the supernet's sliceable twins (:data:`invnas.nn.dynamic.SLICEABLE`)."""
+
+    conv_bn: Callable[..., nn.Module]
+    op: Callable[[OpChoice, int, int], nn.Module]
+    batch_norm: Callable[[int], nn.Module]
+
+
+PLAIN = WeightedLayers(conv_bn=ConvBNAct, op=make_op, batch_norm=nn.BatchNorm2d)
+
+
+def build_layer(layer: LayerPlan | None, weighted: WeightedLayers = PLAIN) -> nn.Module:
+    """The module of one planned layer (``None``: the identity); the layers with weights are
+    made by ``weighted``."""
     if layer is None:
         return nn.Identity()
     if isinstance(layer, ConvBNPlan):
-        return ConvBNAct(
+        return weighted.conv_bn(
             layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, act=layer.act
         )
     if isinstance(layer, OpPlan):
-        return make_op(layer.op, layer.channels, layer.stride)
+        return weighted.op(layer.op, layer.channels, layer.stride)
     if isinstance(layer, BatchNormPlan):
-        return nn.BatchNorm2d(layer.channels)
+        return weighted.batch_norm(layer.channels)
     if isinstance(layer, ReluPlan):
         return nn.ReLU(inplace=True)
     if isinstance(layer, MaxPoolPlan):

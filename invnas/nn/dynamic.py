@@ -13,14 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invnas.nn.blocks import build_layer
+from invnas.nn.blocks import WeightedLayers, build_layer
 from invnas.ops import involution
 from invnas.ops.pointwise import pointwise_conv2d
 from invnas.space.plan import (
-    BatchNormPlan,
-    ConvBNPlan,
     LayerPlan,
-    OpPlan,
     involution_reduce_channels,
 )
 from invnas.space.spec import OpChoice
@@ -200,14 +197,9 @@ def make_dynamic_op(op: OpChoice, max_channels: int, stride: int) -> nn.Module:
 def build_dynamic_layer(layer: LayerPlan | None) -> nn.Module | None:
     """Sliceable twin of :func:`invnas.nn.blocks.build_layer` for a block's layer planned at
     its largest widths (``None`` stays ``None``: a block without that layer)."""
-    if layer is None:
-        return None
-    if isinstance(layer, ConvBNPlan):
-        return DynamicConvBNAct(
-            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, act=layer.act
-        )
-    if isinstance(layer, OpPlan):
-        return make_dynamic_op(layer.op, layer.channels, layer.stride)
-    if isinstance(layer, BatchNormPlan):
-        return DynamicBatchNorm2d(layer.channels)
-    return build_layer(layer)  # no weights to slice (ReLU): the plain layer
+    return None if layer is None else build_layer(layer, SLICEABLE)
+
+
+SLICEABLE = WeightedLayers(
+    conv_bn=DynamicConvBNAct, op=make_dynamic_op, batch_norm=DynamicBatchNorm2d
+)

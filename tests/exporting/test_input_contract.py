@@ -40,7 +40,8 @@ def test_raw_images_through_preprocess_give_the_recorded_accuracy(
     assert metrics["accuracy"]["split"] == "val"
 
     raw_file = tmp_path / "raw_val.pt"  # the split's images as the dataset stores them
-    torch.save({"images": splits.val.images, "labels": splits.val.labels}, raw_file)
+    every = torch.arange(len(splits.val))
+    torch.save({"images": splits.val.pool.read(every), "labels": splits.val.labels}, raw_file)
     assert float(run_without_invnas(out, PREDICT, str(raw_file))) == metrics["accuracy"]["value"]
 
 
@@ -55,6 +56,6 @@ def test_preprocess_reproduces_the_training_inputs(run_dir: Path, tmp_path: Path
     expected, _ = val.batch(rows)
     preprocess = namespace["preprocess"]
     assert callable(preprocess)
-    assert torch.equal(preprocess(val.images[rows]), expected)
-    as_uint8 = (val.images[rows] * 255).round().to(torch.uint8)
+    assert torch.equal(preprocess(val.pool.read(torch.tensor(rows))), expected)
+    as_uint8 = (val.pool.read(torch.tensor(rows)) * 255).round().to(torch.uint8)
     assert torch.equal(preprocess(as_uint8), preprocess(as_uint8.float() / 255))

@@ -19,21 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from invnas.rundir import Run, open_run
-from invnas.space import SearchSpace, SpaceFile
-from invnas.space import load_space as _load_space
-from invnas.space import load_space_file as _load_space_file
+from invnas.space import load_space, load_space_file
 
 PathLike = str | os.PathLike
 
-
-def load_space(path: PathLike) -> SearchSpace:
-    """The architecture space of a space file (SpaceError, a ValueError, listing its problems)."""
-    return _load_space(path)
-
-
-def load_space_file(path: PathLike) -> SpaceFile:
-    """A space file's architecture space and run settings: ``space, config = ...``."""
-    return _load_space_file(path)
+__all__ = ["export", "load_run", "load_space", "load_space_file", "report", "resume", "search"]
 
 
 def search(

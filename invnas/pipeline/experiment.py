@@ -142,8 +142,13 @@ def resume_file() -> Iterator[Path | None]:
 
 def copy_checkpoint_weights(checkpoint: tune.Checkpoint, weights_file: str, target: Path) -> None:
     """Copy ``weights_file`` out of a trial's checkpoint to ``target``, atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as directory:
-        partial = target.with_suffix(target.suffix + ".partial")
-        shutil.copyfile(Path(directory) / weights_file, partial)
-        partial.replace(target)
+        copy_atomically(Path(directory) / weights_file, target)
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` so that a reader never sees a partial ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 
 from ray import tune
 
 from invnas.engine import train_supernet as train
 from invnas.pipeline.context import TrialContext, portable_errors
 from invnas.pipeline.experiment import (
+    copy_atomically,
     copy_checkpoint_weights,
     fit,
     interrupted,
@@ -96,9 +96,6 @@ def restore_supernet_weights(run: RunDir) -> bool:
             f"{run.supernet_weights}: missing, and {run.supernet_dir} holds no checkpoint to "
             "restore it from; start a new run"
         )
-    run.supernet_weights.parent.mkdir(parents=True, exist_ok=True)
-    partial = run.supernet_weights.with_suffix(".partial")
-    shutil.copyfile(checkpoints[-1], partial)
-    partial.replace(run.supernet_weights)
+    copy_atomically(checkpoints[-1], run.supernet_weights)
     log.warning("%s was missing; restored from %s", run.supernet_weights, checkpoints[-1])
     return True

@@ -111,3 +111,54 @@ def two_node_cluster():
     finally:
         _stop(_pids_using(str(temp)))
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def completed_search_trials(run: Path) -> int:
+    return sum(1 for f in run.glob("search/trial_*/result.json") if f.stat().st_size > 0)
+
+
+def start_search(space: Path, run: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``invnas search`` of ``space`` into the run directory ``run``, as a separate driver."""
+    command = ["invnas", "search", str(space), "--name", run.name, "--storage", str(run.parent)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for(driver: subprocess.Popen, done, what: str, timeout_s: float) -> None:
+    """Poll until ``done()``; fail with the driver's output if it exits first or time runs
+    out (a machine busy compiling the kernel takes minutes)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"no {what} in {timeout_s:.0f} s"
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def ray_tmpdir():
+    """A private RAY_TMPDIR for the subprocesses, so that teardown stops only their Ray."""
+    temp = short_tempdir("rk")
+    yield temp
+    _stop(_pids_using(str(temp)))
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def driver_env(ray_tmpdir: Path) -> dict[str, str]:
+    """The environment of a driver subprocess whose local Ray lives under ``ray_tmpdir``."""
+    return dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
+
+
+def resume(run: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``invnas resume`` of ``run``, to its end."""
+    return subprocess.run(
+        ["invnas", "resume", str(run)], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def journal_study(run: Path):
+    """The search study in the run's ``optuna.journal``."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.study import load_study
+
+    backend = JournalFileBackend(str(run / "optuna.journal"))
+    return load_study(study_name="search", storage=JournalStorage(backend))

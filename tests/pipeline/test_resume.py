@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,38 +15,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import load_study
 from optuna.trial import TrialState
 
-from .conftest import _pids_using, _stop, short_tempdir, write_space
+from .conftest import completed_search_trials, start_search, wait_for, write_space
 
 TRIALS = 10
-
-
-def completed_search_trials(run: Path) -> int:
-    return sum(1 for f in run.glob("search/trial_*/result.json") if f.stat().st_size > 0)
-
-
-def start_search(space: Path, run: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``invnas search`` of ``space`` into the run directory ``run``, as a separate driver."""
-    command = ["invnas", "search", str(space), "--name", run.name, "--storage", str(run.parent)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def wait_for(driver: subprocess.Popen, done, what: str, timeout_s: float) -> None:
-    """Poll until ``done()``; fail with the driver's output if it exits first or time runs
-    out (a machine busy compiling the kernel takes minutes)."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, f"no {what} in {timeout_s:.0f} s"
-        time.sleep(0.05)
-
-
-@pytest.fixture()
-def ray_tmpdir():
-    """A private RAY_TMPDIR for the subprocesses, so that teardown stops only their Ray."""
-    temp = short_tempdir("rk")
-    yield temp
-    _stop(_pids_using(str(temp)))
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -267,10 +267,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run_with_progress(start: Callable) -> int:
     """Run a search with progress on stderr and its summary on stdout; exit 0 when every
-    phase completed, 1 when one failed, 130 when interrupted (then resumable)."""
+    phase completed, 1 when one failed (or the disk is full), 130 when interrupted (then
+    resumable)."""
     from rich.console import Console
 
-    from invnas.pipeline.driver import PhaseInterrupted
+    from invnas.pipeline.driver import OutOfDiskSpace, PhaseInterrupted
     from invnas.pipeline.progress import LiveProgressDisplay, ProgressDisplay, showing
     from invnas.reporting import run_summary
 
@@ -282,6 +283,9 @@ def _run_with_progress(start: Callable) -> int:
     except PhaseInterrupted as stop:
         print(f"invnas: interrupted; resume with: invnas resume {stop.run_path}", file=sys.stderr)
         return stop.exit_code
+    except OutOfDiskSpace as full:
+        print(f"invnas: {full}", file=sys.stderr)
+        return 1
     out = Console()
     if not out.is_terminal:
         out.width = 160

@@ -43,6 +43,7 @@ from invnas.rundir import (
     empty_results,
     open_run,
 )
+from invnas.rundir.disk import disk_full_message
 from invnas.rundir.info import check_same_settings, settings_digest
 from invnas.space.spec import SearchSpace
 from invnas.strategy.objectives import objectives_of
@@ -51,6 +52,11 @@ from invnas.strategy.ranking import rank_trials, summarize_front
 log = logging.getLogger(__name__)
 
 _NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class OutOfDiskSpace(RuntimeError):
+    """The run stopped because a write found its disk full (or its quota or the file size
+    limit reached); results.json records the phase as failed with this one-line message."""
 
 
 class PhaseInterrupted(KeyboardInterrupt):
@@ -246,11 +252,17 @@ def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) 
         cpus=resources_config.cpus_per_trial,
         gpus=resources_config.gpus_per_trial,
     )
-    with run.driving(), catching_signals() as stop:
-        try:
-            return _run_phases(run, context, resources)
-        except KeyboardInterrupt:
-            raise PhaseInterrupted(run.path, stop.exit_code) from None
+    try:
+        with run.driving(), catching_signals() as stop:
+            try:
+                return _run_phases(run, context, resources)
+            except KeyboardInterrupt:
+                raise PhaseInterrupted(run.path, stop.exit_code) from None
+    except OSError as error:  # e.g. no room for driver.json: nothing was recorded yet
+        message = disk_full_message(error, run.path)
+        if message is None:
+            raise
+        raise OutOfDiskSpace(f"{message}: invnas resume {run.path}") from None
 
 
 PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], RunResults]
@@ -272,12 +284,24 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
         record = getattr(results.phases, phase)
         if record.status is PhaseStatus.COMPLETED:
             continue
-        results = results.with_phase(phase, dataclasses.replace(record, status=PhaseStatus.RUNNING))
-        run.write_results(results)
         display = current_display()
-        if display is not None:
-            display.start_phase(phase, *_amount_of_work(context.run, phase))
-        results = run_phase(run, context, resources, results)
+        try:
+            results = results.with_phase(
+                phase, dataclasses.replace(record, status=PhaseStatus.RUNNING)
+            )
+            run.write_results(results)
+            if display is not None:
+                display.start_phase(phase, *_amount_of_work(context.run, phase))
+            results = run_phase(run, context, resources, results)
+            full = _disk_full_in_trials(results, phase, run.path)
+        except OSError as error:
+            full = disk_full_message(error, run.path)
+            if full is None:
+                raise
+        if full is not None:
+            if display is not None:
+                display.end_phase(phase, PhaseStatus.FAILED.value)
+            _record_disk_full(run, results, phase, f"{full}: invnas resume {run.path}")
         run.write_results(results)
         status = getattr(results.phases, phase).status
         if display is not None:
@@ -285,6 +309,32 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
         if status is not PhaseStatus.COMPLETED:
             break
     return results
+
+
+def _disk_full_in_trials(results: RunResults, phase: PhaseName, run_path: Path) -> str | None:
+    """The message of the first of ``phase``'s trial failures that a full disk caused."""
+    for failure in results.failures:
+        if failure.phase == phase:
+            message = disk_full_message(failure.error, run_path)
+            if message is not None:
+                return message
+    return None
+
+
+def _record_disk_full(run: RunDir, results: RunResults, phase: PhaseName, message: str) -> None:
+    """Record ``phase`` as failed for lack of disk space, in the room the driver held for
+    it, then stop the run with ``message``."""
+    record = dataclasses.replace(
+        getattr(results.phases, phase), status=PhaseStatus.FAILED, error=message
+    )
+    failures = tuple(f for f in results.failures if f.phase == phase)
+    results = results.with_phase(phase, record, (*failures, Failure(phase, None, None, message)))
+    run.release_reserve()
+    try:
+        run.write_results(results)
+    except OSError as error:
+        log.error("%s: could not record the failure (%s); it keeps its last state", run, error)
+    raise OutOfDiskSpace(message)
 
 
 def _amount_of_work(config: RunConfig, phase: str) -> tuple[int, str]:

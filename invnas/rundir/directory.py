@@ -12,6 +12,7 @@ Layout (``runs/NAME/``)::
     results.json    what the run found (:class:`~invnas.rundir.records.RunResults`), rewritten
                     atomically
     driver.json     host and PID of the process running it, while one does
+    .disk-reserve   disk space held while a driver runs, given back to record a full disk
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from invnas.config import RunConfig
+from invnas.rundir.disk import release_space, reserve_space
 from invnas.rundir.info import RunInfo
 from invnas.rundir.records import (
     Objective,
@@ -138,15 +140,27 @@ class RunDir:
     def driver_file(self) -> Path:
         return self.path / "driver.json"
 
+    @property
+    def reserve_file(self) -> Path:
+        return self.path / ".disk-reserve"
+
     @contextlib.contextmanager
     def driving(self) -> Iterator[None]:
-        """Record this process as the run's driver while the block runs."""
+        """Record this process as the run's driver while the block runs, holding some disk
+        space for :meth:`release_reserve`."""
         record = {"host": socket.gethostname(), "pid": os.getpid()}
         _write_json_atomic(self.driver_file, record)
         try:
+            reserve_space(self.reserve_file)
             yield
         finally:
+            self.release_reserve()
             self.driver_file.unlink(missing_ok=True)
+
+    def release_reserve(self) -> None:
+        """Give back the disk space held while driving, so that a run whose disk is full can
+        still record how it ended."""
+        release_space(self.reserve_file)
 
     def driver_alive(self) -> bool:
         """True while a process drives the run: its driver.json names a live process (or one

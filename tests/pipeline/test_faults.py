@@ -3,10 +3,13 @@ full disk, a killed driver's Ray processes, a deleted phase directory."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,65 @@ def test_a_copied_run_resumes_into_its_own_files_and_leaves_the_original(tmp_pat
     searcher = max((copy / "search").glob("searcher-state-*.pkl")).read_bytes()
     assert str(run).encode() not in searcher  # the snapshot names no journal path
 
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 256 MB tmpfs of its own (mounting one needs root, as in CI; skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is made with a tmpfs mount, which needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(disk)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to its last byte with one file; returns it."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        for size in (2**20, 4096, 1):
+            try:
+                while True:
+                    handle.write(b"\0" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_phase_in_one_line_and_keeps_what_was_written(
+    small_disk, tmp_path, ray_tmpdir
+):
+    space = write_space(tmp_path, search={"trials": 6, "max_concurrent": 2})
+    run = small_disk / "runs" / "d"
+    env = driver_env(ray_tmpdir)
+    driver = start_search(space, run, env)
+    try:
+        wait_for(driver, lambda: completed_search_trials(run) >= 1, "a search trial", 600)
+        supernet = file_digests(run / "weights")
+        filler = fill(small_disk)
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    text = output.decode()
+    assert driver.returncode == 1, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"invnas: {small_disk}") and "out of disk space" in last, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["phases"]["supernet"]["status"] == "completed"
+    search = results["phases"]["search"]
+    assert search["status"] == "failed" and "out of disk space" in search["error"]
+    assert file_digests(run / "weights") == supernet
+    assert not (run / "driver.json").exists()
+
+    filler.unlink()
+    resumed = resume(run, env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3

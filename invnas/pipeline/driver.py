@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from invnas.pipeline.ray_session import (
     check_storage_on_nodes,
     ray_session,
     resolve_storage,
+    session_processes,
+    stop_processes,
 )
 from invnas.pipeline.signals import catching_signals
 from invnas.rundir import (
@@ -155,10 +157,10 @@ def run_search(
         settings_digest=settings_digest(space, written),
     )
     space_text = space_path.read_text(encoding="utf-8")
-    with _ray_for(config, address, storage, options.ray_temp_dir):
+    with _ray_for(config, address, storage, options.ray_temp_dir) as session:
         run = RunDir.create(path, space_text, info)
         run.write_results(empty_results(name, config, objectives_of(config.search)))
-        return run, _execute(run, space, config, info)
+        return run, _execute(run, space, config, info, session)
 
 
 def resume_run(
@@ -190,22 +192,44 @@ def resume_run(
     address = check_address(config.resources.address)
     if run.results_file.is_file():
         run.read_results()  # a damaged one is a clear error before Ray starts
-    with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
+    stop_dead_driver_ray(run)
+    with _ray_for(config, address, run.path.parent, options.ray_temp_dir) as session:
         if not run.results_file.is_file():  # killed before its first results.json
             run.write_results(empty_results(info.name, config, objectives_of(config.search)))
         log.info("resuming run %s", run.path)
-        return run, _execute(run, space, config, info)
+        return run, _execute(run, space, config, info, session)
+
+
+def stop_dead_driver_ray(run: RunDir) -> list[int]:
+    """Stop what is left of the local Ray of the run's last driver when that driver died
+    (kill -9) on this host: Ray's agents outlive it. Returns the PIDs stopped; a live driver's
+    Ray and a cluster the run joined (no session recorded) are never touched."""
+    driver = run.read_driver()
+    if driver is None or driver.ray_session is None or driver.alive:
+        return []
+    stopped = stop_processes(session_processes(driver.ray_session))
+    if stopped:
+        log.warning(
+            "stopped %d Ray processes left by the dead driver (PID %d) of %s",
+            len(stopped),
+            driver.pid,
+            run.path,
+        )
+    return stopped
 
 
 @contextlib.contextmanager
-def _ray_for(config: RunConfig, address: str | None, storage: Path, temp_dir: str | None):
-    """Ray up for the run, checked to be able to host its trials and reach its storage."""
+def _ray_for(
+    config: RunConfig, address: str | None, storage: Path, temp_dir: str | None
+) -> Iterator[str | None]:
+    """Ray up for the run, checked to be able to host its trials and reach its storage; yields
+    the session directory of a local Ray started for it."""
     resources = config.resources
-    with ray_session(address, temp_dir=temp_dir):
+    with ray_session(address, temp_dir=temp_dir) as session:
         if address is not None:
             check_storage_on_nodes(storage)
         check_resources(resources.cpus_per_trial, resources.gpus_per_trial)
-        yield
+        yield session
 
 
 def _version() -> str:
@@ -241,7 +265,9 @@ def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> N
     cpu.load_extension()
 
 
-def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) -> RunResults:
+def _execute(
+    run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo, ray_session: str | None
+) -> RunResults:
     build_involution_kernel(space, config.resources)
     resources_config = config.resources
     resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
@@ -253,7 +279,7 @@ def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) 
         gpus=resources_config.gpus_per_trial,
     )
     try:
-        with run.driving(), catching_signals() as stop:
+        with run.driving(ray_session), catching_signals() as stop:
             try:
                 return _run_phases(run, context, resources)
             except KeyboardInterrupt:

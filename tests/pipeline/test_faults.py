@@ -10,16 +10,19 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
 
 from .conftest import (
+    _pids_using,
     completed_search_trials,
     driver_env,
-    journal_study,
+    journal_trial_ids,
+    kill_9_in_search,
     resume,
+    running,
     start_search,
     wait_for,
     write_space,
@@ -67,15 +70,7 @@ def test_a_copied_run_resumes_into_its_own_files_and_leaves_the_original(tmp_pat
     assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
     assert results["phases"]["search"]["trials_completed"] == 6
     assert (copy / "optuna.journal").stat().st_size > journal_size
-    study = journal_study(copy)
-    run_ones = [
-        t
-        for t in study.trials
-        if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs
-    ]
-    assert sorted(t.user_attrs["tune_trial_id"] for t in run_ones) == sorted(
-        t["trial_id"] for t in results["trials"]
-    )
+    assert journal_trial_ids(copy) == sorted(t["trial_id"] for t in results["trials"])
     searcher = max((copy / "search").glob("searcher-state-*.pkl")).read_bytes()
     assert str(run).encode() not in searcher  # the snapshot names no journal path
 
@@ -141,3 +136,25 @@ def test_a_full_disk_fails_the_phase_in_one_line_and_keeps_what_was_written(
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_stops_what_is_left_of_the_dead_drivers_ray(tmp_path, ray_tmpdir):
+    space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2})
+    run = tmp_path / "runs" / "k"
+    env = driver_env(ray_tmpdir)
+    kill_9_in_search(space, run, env)
+    (session,) = (ray_tmpdir / "ray").glob("session_2*")
+    assert json.loads((run / "driver.json").read_text())["ray_session"] == str(session)
+    time.sleep(3)  # what goes down with the driver has gone by now
+    left = [pid for pid in _pids_using(str(session)) if running(pid)]
+    assert left  # Ray's agents outlive a killed driver
+
+    resumed = resume(run, env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert not [pid for pid in left if running(pid)]
+    deadline = time.monotonic() + 30  # the resumed run's own Ray goes down as it exits
+    while [p for p in _pids_using(str(ray_tmpdir)) if running(p)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in _pids_using(str(ray_tmpdir)) if running(p)]
+

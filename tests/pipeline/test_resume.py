@@ -15,7 +15,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import load_study
 from optuna.trial import TrialState
 
-from .conftest import completed_search_trials, start_search, wait_for, write_space
+from .conftest import (
+    completed_search_trials,
+    kill_9_in_search,
+    start_search,
+    wait_for,
+    write_space,
+)
 
 TRIALS = 10
 
@@ -25,12 +31,7 @@ def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, r
     space = write_space(tmp_path, search={"trials": TRIALS, "max_concurrent": 2})
     run = tmp_path / "runs" / "k"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
-    driver = start_search(space, run, env)
-    try:
-        wait_for(driver, lambda: completed_search_trials(run) >= 1, "a search trial", 240)
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    kill_9_in_search(space, run, env, timeout_s=240)
     interrupted = json.loads((run / "results.json").read_text())
     assert interrupted["phases"]["search"]["status"] == "running"
 

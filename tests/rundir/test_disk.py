@@ -42,8 +42,9 @@ def test_other_errors_are_not_a_full_disk(tmp_path):
 
 def test_the_reserve_is_held_while_driving_and_given_back(tmp_path):
     run = RunDir(tmp_path)
-    with run.driving():
+    with run.driving("/tmp/ray/session_x"):
         assert run.reserve_file.stat().st_size > 0
+        assert run.read_driver().ray_session == "/tmp/ray/session_x"
         run.release_reserve()
         assert not run.reserve_file.exists()
-    assert not run.driver_file.exists()
+    assert not run.driver_file.exists() and run.read_driver() is None

@@ -158,3 +158,20 @@ def test_resume_after_kill_9_stops_what_is_left_of_the_dead_drivers_ray(tmp_path
         time.sleep(0.5)
     assert not [p for p in _pids_using(str(ray_tmpdir)) if running(p)]
 
+
+@pytest.mark.slow
+def test_resume_redoes_a_phase_whose_directory_was_deleted(tmp_path, ray_tmpdir):
+    space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2})
+    run = tmp_path / "runs" / "p"
+    env = driver_env(ray_tmpdir)
+    interrupt_in_search(space, run, env)
+    shutil.rmtree(run / "search")
+
+    resumed = resume(run, env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
+    assert results["phases"]["search"]["trials_completed"] == 4
+    assert len({t["arch"] for t in results["trials"]}) == 4
+    assert len(list((run / "search").glob("experiment_state-*.json"))) == 1  # started afresh
+    assert journal_trial_ids(run) == sorted(t["trial_id"] for t in results["trials"])

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from invnas.ops.backends import Geometry, torch_backend
 from invnas.ops.backends import cpu as cpu_backend
-from invnas.ops.backends import torch_backend
-from invnas.ops.backends.torch_backend import Geometry
 
 KERNELS_CPU = "cpu"
 KERNELS = (KERNELS_CPU, "torch")  # values of the ops' ``kernels`` argument

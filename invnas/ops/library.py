@@ -75,42 +75,36 @@ def _backward(
     return getattr(ext, which)(*tensors, *flat)
 
 
-@torch.library.custom_op("invnas::involution_backward_input", mutates_args=())
-def _backward_input_op(
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    return _backward("backward_input", grad_out, input, weight, geometry, kernels)
+def _backward_op(which: str) -> Any:
+    """The custom op ``invnas::involution_<which>`` of :func:`_backward`, with its fake: a
+    contiguous tensor shaped like the input (``backward_input``) or the weight."""
+
+    def kernel(
+        grad_out: torch.Tensor,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        geometry: Sequence[int],
+        kernels: str,
+    ) -> torch.Tensor:
+        return _backward(which, grad_out, input, weight, geometry, kernels)
+
+    def fake(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
+        like = input if which == "backward_input" else weight
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    op = torch.library.custom_op(f"invnas::involution_{which}", kernel, mutates_args=())
+    op.register_fake(fake)
+    return op
 
 
-@torch.library.custom_op("invnas::involution_backward_weight", mutates_args=())
-def _backward_weight_op(
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    return _backward("backward_weight", grad_out, input, weight, geometry, kernels)
+_backward_input_op = _backward_op("backward_input")
+_backward_weight_op = _backward_op("backward_weight")
 
 
 @involution_op.register_fake
 def _(input, weight, kernel_size, stride, padding, dilation, kernels):  # type: ignore[no-untyped-def]
     b, c = input.shape[:2]
     return input.new_empty((b, c, *weight.shape[-2:]))
-
-
-@_backward_input_op.register_fake
-def _(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
-    return torch.empty_like(input, memory_format=torch.contiguous_format)
-
-
-@_backward_weight_op.register_fake
-def _(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
-    return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 
 def _setup_involution(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:

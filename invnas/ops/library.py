@@ -13,7 +13,7 @@ torch.Size([2, 8, 6, 6])
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -58,26 +58,10 @@ def forward_kernel(
 involution_op = torch.library.custom_op("invnas::involution", forward_kernel, mutates_args=())
 
 
-def _backward(
-    which: str,
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels."""
-    flat = _geometry(geometry)
-    ext = _native(input) if kernels == KERNELS_CPU else None
-    if ext is None:
-        return getattr(torch_backend, which)(grad_out, input, weight, flat)
-    tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
-    return getattr(ext, which)(*tensors, *flat)
-
-
-def _backward_op(which: str) -> Any:
-    """The custom op ``invnas::involution_<which>`` of :func:`_backward`, with its fake: a
-    contiguous tensor shaped like the input (``backward_input``) or the weight."""
+def _backward_pair(which: str) -> tuple[Callable[..., torch.Tensor], Any]:
+    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels, as a
+    plain function and as the custom op ``invnas::involution_<which>`` (whose fake is a
+    contiguous tensor shaped like the input or the weight)."""
 
     def kernel(
         grad_out: torch.Tensor,
@@ -86,7 +70,12 @@ def _backward_op(which: str) -> Any:
         geometry: Sequence[int],
         kernels: str,
     ) -> torch.Tensor:
-        return _backward(which, grad_out, input, weight, geometry, kernels)
+        flat = _geometry(geometry)
+        ext = _native(input) if kernels == KERNELS_CPU else None
+        if ext is None:
+            return getattr(torch_backend, which)(grad_out, input, weight, flat)
+        tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
+        return getattr(ext, which)(*tensors, *flat)
 
     def fake(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
         like = input if which == "backward_input" else weight
@@ -94,11 +83,11 @@ def _backward_op(which: str) -> Any:
 
     op = torch.library.custom_op(f"invnas::involution_{which}", kernel, mutates_args=())
     op.register_fake(fake)
-    return op
+    return kernel, op
 
 
-_backward_input_op = _backward_op("backward_input")
-_backward_weight_op = _backward_op("backward_weight")
+_backward_input, _backward_input_op = _backward_pair("backward_input")
+_backward_weight, _backward_weight_op = _backward_pair("backward_weight")
 
 
 @involution_op.register_fake
@@ -124,9 +113,9 @@ def involution_grads(
     args = (grad_out, input, weight, ctx.geometry, ctx.kernels)
     grad_input = grad_weight = None
     if ctx.needs_input_grad[0]:
-        grad_input = _backward("backward_input", *args) if direct else _backward_input_op(*args)
+        grad_input = (_backward_input if direct else _backward_input_op)(*args)
     if ctx.needs_input_grad[1]:
-        grad_weight = _backward("backward_weight", *args) if direct else _backward_weight_op(*args)
+        grad_weight = (_backward_weight if direct else _backward_weight_op)(*args)
     return grad_input, grad_weight
 
 

@@ -3,7 +3,8 @@
 :class:`Validator` walks a dataclass's fields: their annotations (``int``, ``float`` (ints
 accepted), ``bool`` (never an int), ``str``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``,
 nested dataclasses) and their ``metadata`` bounds (``min``, ``max``, ``exclusive_min``, ``odd``,
-and ``unique: False`` for tuples that may repeat). A tuple may be given as a single value. Each
+``unique: False`` for tuples that may repeat, ``aliases``: raw values accepted for others, as
+``{True: "crop_flip"}``). A tuple may be given as a single value. Each
 failure is recorded as a :class:`Problem` with its key path, and validation goes on, so one pass
 reports everything. Per-class cross-field checks plug in through ``checks``.
 """
@@ -61,8 +62,32 @@ def _bounds_text(meta: typing.Mapping) -> str:
     return " and ".join(parts)
 
 
+def _alias_of(raw: object, meta: typing.Mapping) -> object:
+    """The value an alias in ``meta`` stands for, or INVALID (``True`` is no alias of ``1``)."""
+    for alias, value in meta.get("aliases", {}).items():
+        if type(raw) is type(alias) and raw == alias:
+            return value
+    return INVALID
+
+
+def _yaml_text(value: object) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def _aliases_text(meta: typing.Mapping) -> str:
+    aliases = meta.get("aliases", {})
+    shown = ", ".join(f"{_yaml_text(a)} for {_yaml_text(v)}" for a, v in aliases.items())
+    return f" (or {shown})" if shown else ""
+
+
 def describe_type(tp: object, meta: typing.Mapping = types.MappingProxyType({})) -> str:
     """What a value of schema type ``tp`` (with ``meta`` bounds) must be, for messages."""
+    return _describe(tp, meta) + _aliases_text(meta)
+
+
+def _describe(tp: object, meta: typing.Mapping) -> str:
     tp = _strip_optional(tp)
     bounds = _bounds_text(meta)
     if tp is bool:
@@ -78,7 +103,7 @@ def describe_type(tp: object, meta: typing.Mapping = types.MappingProxyType({}))
         item = typing.get_args(tp)[0]
         if dataclasses.is_dataclass(item):
             return "a list of mappings"
-        return f"a list of choices, each {describe_type(item, meta)}"
+        return f"a list of choices, each {_describe(item, meta)}"
     if dataclasses.is_dataclass(tp):
         return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
     raise TypeError(f"schema type {tp!r} is not supported by the loader")
@@ -154,6 +179,9 @@ class Validator:
 
     def value(self, tp: object, raw: object, path: str, meta: typing.Mapping) -> object:
         """``raw`` checked against schema type ``tp`` and ``meta`` bounds, or INVALID."""
+        alias = _alias_of(raw, meta)
+        if alias is not INVALID:
+            return alias
         if _is_optional(tp):
             inner = _strip_optional(tp)
             if raw is None and not dataclasses.is_dataclass(inner):
@@ -171,7 +199,7 @@ class Validator:
                 return raw
             hint = did_you_mean(raw, allowed) if isinstance(raw, str) else ""
             return self.fail(
-                path, f"{describe(raw)} is not allowed; {hint}expected {describe_type(tp)}"
+                path, f"{describe(raw)} is not allowed; {hint}expected {describe_type(tp, meta)}"
             )
         if tp is bool:
             if isinstance(raw, bool):

@@ -60,6 +60,16 @@ def test_imagenet_space_mirrors_rednet50():
     for stage, rednet_depth in zip(space.stages, [3, 4, 6, 3], strict=True):
         assert rednet_depth in stage.depth
     assert space.stem.kind == "rednet" and run.resources.gpus_per_trial == 1
+    assert run.data.augment == "photo"
+
+
+def test_augment_takes_a_mode_and_its_former_booleans():
+    for given, mode in ((True, "crop_flip"), (False, "none"), ("photo", "photo")):
+        data = {"dataset": "imagefolder", "path": "x", "augment": given}
+        space = tiny(input={"channels": 3, "size": 16}, data=data)
+        assert parse_space_file(space).run.data.augment == mode
+    with pytest.raises(SpaceError, match="data.augment: 1 is not allowed"):
+        parse_space(tiny(data={"augment": 1}))  # an integer is no boolean
 
 
 def test_scalar_means_a_single_choice_and_defaults_fill_in():

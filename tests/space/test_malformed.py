@@ -248,6 +248,18 @@ CASES = [
         "input.channels:",
         "1 does not fit data.dataset 'cifar10'; expected 3",
     ),
+    (
+        "augment-not-a-mode",
+        BASE + "data: {augment: flip}\n",
+        "data.augment:",
+        "expected one of 'none', 'crop_flip', 'photo' (or true for 'crop_flip', false for 'none')",
+    ),
+    (
+        "photo-augment-for-handwriting",
+        BASE + "data: {dataset: digits, augment: photo}\n",
+        "data.augment:",
+        "'photo' is for datasets of photographs (cifar10, cifar100, imagefolder), not 'digits'",
+    ),
     ("too-deep", "stages: " + "[" * 5000 + "]" * 5000, "space.yaml:", "nested too deeply"),
     ("non-string-key", BASE + "7: seven\n", "space.yaml:", "key 7 is not a string"),
     ("date-for-int", BASE + "seed: 2024-01-01\n", "seed:", "a date (2024-01-01) is not an integer"),

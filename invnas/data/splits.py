@@ -43,6 +43,13 @@ class DatasetSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are decoded per batch from files rather than held in memory."""
+        from invnas.data.stream import ImageFiles
+
+        return isinstance(self.train.pool, ImageFiles)
+
 
 def stratified_split(
     labels: Tensor | np.ndarray, fractions: tuple[float, ...], seed: int

@@ -25,13 +25,14 @@ class SeededData:
     """The splits of a run's dataset and how they are batched.
 
     ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
-    streams (training order, BatchNorm calibration batches, sampled paths) from it.
+    streams (training order, BatchNorm calibration batches, sampled paths) from it. ``workers``
+    DataLoader processes prepare the batches.
     """
 
     splits: DatasetSplits
     seed: int
     batch_size: int
-    num_workers: int = 0
+    workers: int = 0
 
     def train_loader(self, seed: int) -> DataLoader:
         """Shuffled training batches in an order fixed by ``seed``."""
@@ -40,7 +41,7 @@ class SeededData:
             self.batch_size,
             shuffle=True,
             seed=seed,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
         )
 
     def eval_loader(self, split: Split) -> DataLoader:
@@ -50,7 +51,7 @@ class SeededData:
             max(EVAL_BATCH_SIZE, self.batch_size),
             shuffle=False,
             seed=0,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
         )
 
     def calibration_loader(self) -> DataLoader:
@@ -70,15 +71,24 @@ def _cached_splits(
     return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
 
 
-def load_data(space: SearchSpace, config: RunConfig, root: str | Path | None = None) -> SeededData:
+def load_data(
+    space: SearchSpace,
+    config: RunConfig,
+    root: str | Path | None = None,
+    *,
+    cpus: float | None = None,
+) -> SeededData:
     """The splits of ``config.data`` for ``space``'s input, fixed by ``config.seed`` (a relative
-    ``data.path`` is taken from ``root``). Splits are read once per process and reused."""
+    ``data.path`` is taken from ``root``). Splits are read once per process and reused. The
+    loaders use ``data.workers`` processes, by default as many as suit ``cpus`` (the trial's
+    CPUs; default ``resources.cpus_per_trial``) and the way the images are held."""
     splits = _cached_splits(
         config.data, space.input, config.seed, str(root) if root else None, space.num_classes
     )
+    cpus = config.resources.cpus_per_trial if cpus is None else cpus
     return SeededData(
         splits=splits,
         seed=config.seed,
         batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
+        workers=config.data.workers_for(cpus, splits.streamed),
     )

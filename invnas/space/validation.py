@@ -4,9 +4,10 @@
 accepted), ``bool`` (never an int), ``str``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``,
 nested dataclasses) and their ``metadata`` bounds (``min``, ``max``, ``exclusive_min``, ``odd``,
 ``unique: False`` for tuples that may repeat, ``aliases``: raw values accepted for others, as
-``{True: "crop_flip"}``). A tuple may be given as a single value. Each
-failure is recorded as a :class:`Problem` with its key path, and validation goes on, so one pass
-reports everything. Per-class cross-field checks plug in through ``checks``.
+``{True: "crop_flip"}``, and ``renamed_from``: a field's old key, still read). A tuple may be
+given as a single value. Each failure is recorded as a :class:`Problem` with its key path, and
+validation goes on, so one pass reports everything. Per-class cross-field checks plug in through
+``checks``.
 """
 
 from __future__ import annotations
@@ -151,15 +152,18 @@ class Validator:
         for f in dataclasses.fields(cls):
             if f.name not in names:
                 continue
-            key_path = join_path(path, f.name)
-            if f.name not in raw:
+            key = f.name
+            if key not in raw and f.metadata.get("renamed_from") in raw:
+                key = f.metadata["renamed_from"]
+            key_path = join_path(path, key)
+            if key not in raw:
                 if _required(f):
                     values[f.name] = INVALID
                     if f.name not in suggested:
                         expected = describe_type(hints[f.name], f.metadata)
                         self.fail(key_path, f"required key is missing; expected {expected}")
                 continue
-            values[f.name] = self.value(hints[f.name], raw[f.name], key_path, f.metadata)
+            values[f.name] = self.value(hints[f.name], raw[key], key_path, f.metadata)
         return values
 
     def dataclass(self, cls: type, raw: object, path: str) -> object:
@@ -169,13 +173,29 @@ class Validator:
         if not isinstance(raw, dict):
             return self.fail(path, f"got {describe(raw)}; expected {describe_type(cls)}")
         names = tuple(f.name for f in dataclasses.fields(cls))
-        suggested = self.unknown_keys(raw, names, path)
+        old = self._old_keys(cls, raw, path)
+        suggested = self.unknown_keys({k: v for k, v in raw.items() if k not in old}, names, path)
         values = self.fields(cls, raw, path, names, suggested)
         if any(v is INVALID for v in values.values()):
             return INVALID
         obj = cls(**values)
         check = self.checks.get(cls)
         return check(self, obj, path) if check else obj
+
+    def _old_keys(self, cls: type, raw: dict, path: str) -> set[str]:
+        """The old keys (``renamed_from``) ``raw`` uses; both a key and its old one is a
+        problem."""
+        used = set()
+        for f in dataclasses.fields(cls):
+            old = f.metadata.get("renamed_from")
+            if old in raw:
+                used.add(old)
+                if f.name in raw:
+                    self.fail(
+                        join_path(path, old),
+                        f"the old name of {f.name!r}, which is also given; keep {f.name!r} only",
+                    )
+        return used
 
     def value(self, tp: object, raw: object, path: str, meta: typing.Mapping) -> object:
         """``raw`` checked against schema type ``tp`` and ``meta`` bounds, or INVALID."""

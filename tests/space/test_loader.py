@@ -93,6 +93,24 @@ def test_ints_are_accepted_for_floats_but_booleans_are_not_numbers():
     assert [p.path for p in caught.value.problems] == ["supernet.lr", "seed"]
 
 
+def test_workers_default_to_auto_and_num_workers_still_reads():
+    assert parse_space_file(tiny()).run.data.workers is None
+    assert parse_space_file(tiny(data={"workers": "auto"})).run.data.workers is None
+    assert parse_space_file(tiny(data={"num_workers": 3})).run.data.workers == 3
+    assert parse_space_file(tiny(data={"workers": 0})).run.data.workers == 0
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "streamed", "expected"),
+    [(None, 1, True, 0), (None, 2, True, 1), (None, 4.5, True, 3), (None, 32, True, 4)]
+    + [(None, 8, False, 0), (2, 1, False, 2), (0, 8, True, 0)],
+)
+def test_auto_workers_follow_the_trial_cpus_when_streaming(workers, cpus, streamed, expected):
+    from invnas.config import DataConfig
+
+    assert DataConfig(workers=workers).workers_for(cpus, streamed) == expected
+
+
 def test_name_defaults_to_the_file_stem(tmp_path):
     path = tmp_path / "my space.yaml"
     path.write_text(

@@ -260,6 +260,18 @@ CASES = [
         "data.augment:",
         "'photo' is for datasets of photographs (cifar10, cifar100, imagefolder), not 'digits'",
     ),
+    (
+        "workers-and-their-old-name",
+        BASE + "data: {workers: 2, num_workers: 2}\n",
+        "data.num_workers:",
+        "the old name of 'workers', which is also given",
+    ),
+    (
+        "workers-by-their-old-name",
+        BASE + "data: {num_workers: -1}\n",
+        "data.num_workers:",
+        "-1 is too small; expected an integer 0..64 (or 'auto' for null)",
+    ),
     ("too-deep", "stages: " + "[" * 5000 + "]" * 5000, "space.yaml:", "nested too deeply"),
     ("non-string-key", BASE + "7: seven\n", "space.yaml:", "key 7 is not a string"),
     ("date-for-int", BASE + "seed: 2024-01-01\n", "seed:", "a date (2024-01-01) is not an integer"),

@@ -3,11 +3,13 @@ them with."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch.utils.data import DataLoader
 
 from invnas.config import DataConfig, RunConfig
@@ -26,13 +28,20 @@ class SeededData:
 
     ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
     streams (training order, BatchNorm calibration batches, sampled paths) from it. ``workers``
-    DataLoader processes prepare the batches.
+    DataLoader processes prepare the batches; ``pin_memory`` puts them in page-locked memory
+    (see :meth:`on`).
     """
 
     splits: DatasetSplits
     seed: int
     batch_size: int
     workers: int = 0
+    pin_memory: bool = False
+
+    def on(self, device: torch.device) -> SeededData:
+        """These data batched for a model on ``device``: pinned memory for CUDA, so that
+        the loops' non-blocking copies overlap the computation."""
+        return dataclasses.replace(self, pin_memory=torch.device(device).type == "cuda")
 
     def train_loader(self, seed: int) -> DataLoader:
         """Shuffled training batches in an order fixed by ``seed``."""
@@ -42,6 +51,7 @@ class SeededData:
             shuffle=True,
             seed=seed,
             num_workers=self.workers,
+            pin_memory=self.pin_memory,
         )
 
     def eval_loader(self, split: Split) -> DataLoader:
@@ -52,6 +62,7 @@ class SeededData:
             shuffle=False,
             seed=0,
             num_workers=self.workers,
+            pin_memory=self.pin_memory,
         )
 
     def calibration_loader(self) -> DataLoader:

@@ -170,9 +170,27 @@ def _print_summary(space: SearchSpace, run: RunConfig, summary: dict) -> None:
         f"run: data {run.data.dataset}, supernet {run.supernet.epochs} epochs, "
         f"search {run.search.sampler} x {run.search.trials} trials on "
         f"{', '.join(run.search.objectives)}, retrain top {run.retrain.top_k} for "
-        f"{run.retrain.epochs} epochs",
+        f"{run.retrain.epochs} epochs\n"
+        f"data: {_workers_text(run, summary['data_workers'])}",
         highlight=False,
     )
+
+
+def _workers_text(run: RunConfig, workers: dict[str, int]) -> str:
+    held = {"memory": "images in memory", "stream": "images streamed from their files"}
+    if len(workers) == 1:
+        ((way, count),) = workers.items()
+        text = f"{count} DataLoader workers ({held[way]})"
+    elif len(set(workers.values())) == 1:
+        text = f"{workers['memory']} DataLoader workers"
+    else:
+        text = (
+            f"{workers['memory']} DataLoader workers in memory, {workers['stream']} if streamed "
+            "(above 1 GiB decoded)"
+        )
+    if run.data.workers is None:
+        text += f", data.workers auto for {run.resources.cpus_per_trial:g} CPUs per trial"
+    return text
 
 
 # --- invnas search / invnas resume -----------------------------------------------------------

@@ -202,8 +202,16 @@ def run_search_phase(
 
     _remove_lock(run)  # a driver killed while holding it leaves it behind
     repair_journal(run.journal_file)
+
+    def search_over(grid: tune.ResultGrid) -> bool:
+        results = (grid[i] for i in range(len(grid)))
+        ended = [r for r in results if r.error is not None or "accuracy" in (r.metrics or {})]
+        failed = sum(1 for r in ended if r.error is not None)
+        over = len(ended) - failed >= trials or failed > settings.max_failures
+        return over and not unfinished(grid)
+
     with _resuming(run):
-        grid = fit(run.search_dir, trainable, new_tuner)
+        grid = fit(run.search_dir, trainable, new_tuner, finished=search_over)
     records, failures = collect_trials(grid, context)
     completed = sum(1 for r in records if r.status == "completed")
     failed = len(records) - completed

@@ -2,6 +2,8 @@
 
 CuPy is imported lazily, so importing this module never fails on machines without it.
 Kernels run on PyTorch's current CUDA stream and read and write the tensors' memory directly.
+:func:`forward`, :func:`backward_input` and :func:`backward_weight` are the kernels that the custom
+op ``invnas::involution`` runs for ``kernels="cupy"`` (see :mod:`invnas.ops.library`).
 """
 
 from __future__ import annotations
@@ -117,34 +119,36 @@ def _shape_args(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -
     return (b, c, h, w, groups, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw)
 
 
-class _InvolutionCuPy(torch.autograd.Function):
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(
-        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
-    ) -> torch.Tensor:
-        input, weight = input.contiguous(), weight.contiguous()
-        shape = _shape_args(input, weight, geometry)
-        b, c, _, _, _, _, _, ho, wo = shape[:9]
-        output = input.new_empty((b, c, ho, wo))
-        _launch("involution_forward", input, weight, output, shape)
-        ctx.save_for_backward(input, weight)
-        ctx.shape = shape
-        return output
+def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """The forward kernel: ``input`` and ``weight`` of one dtype on one CUDA device; what
+    ``invnas::involution`` runs for "cupy"."""
+    input, weight = input.contiguous(), weight.contiguous()
+    shape = _shape_args(input, weight, geometry)
+    output = input.new_empty((*shape[:2], *shape[7:9]))
+    _launch("involution_forward", input, weight, output, shape)
+    return output
 
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        input, weight = ctx.saved_tensors
-        grad_output = grad_output.to(input.dtype).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = torch.empty_like(input)
-            _launch("involution_backward_input", grad_output, weight, grad_input, ctx.shape)
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.empty_like(weight)
-            _launch("involution_backward_weight", grad_output, input, grad_weight, ctx.shape)
-        return grad_input, grad_weight, None
+
+def backward_input(
+    grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
+) -> torch.Tensor:
+    """The input-gradient kernel (arguments as :func:`forward`'s, plus grad_out)."""
+    grad = torch.empty_like(input, memory_format=torch.contiguous_format)
+    weight = weight.contiguous()
+    shape = _shape_args(grad, weight, geometry)
+    _launch("involution_backward_input", grad_out.contiguous(), weight, grad, shape)
+    return grad
+
+
+def backward_weight(
+    grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
+) -> torch.Tensor:
+    """The weight-gradient kernel (arguments as :func:`backward_input`'s)."""
+    grad = torch.empty_like(weight, memory_format=torch.contiguous_format)
+    input = input.contiguous()
+    shape = _shape_args(input, grad, geometry)
+    _launch("involution_backward_weight", grad_out.contiguous(), input, grad, shape)
+    return grad
 
 
 def _compute_dtype(input: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -165,11 +169,17 @@ def involution_cupy(input: torch.Tensor, weight: torch.Tensor, geometry: Geometr
 
     input (B, C, H, W) and weight (B, G, kh*kw, Ho, Wo) on the same CUDA device
     -> (B, C, Ho, Wo) in their common dtype (autocast's dtype inside an autocast region).
+    Runs through the custom op ``invnas::involution`` (kernels "cupy") when traced, so that
+    torch.compile and torch.export capture it as on the CPU.
     """
     if input.device.type != "cuda" or weight.device != input.device:
         raise ValueError(
             f"involution (cupy backend): input and weight must be on one CUDA device, "
             f"got {input.device} and {weight.device}"
         )
+    from invnas.ops import library  # imports this module
+
     dtype = _compute_dtype(input, weight)
-    return _InvolutionCuPy.apply(input.to(dtype), weight.to(dtype), geometry)
+    return library.involution_with(
+        library.KERNELS_CUPY, input.to(dtype), weight.to(dtype), geometry
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,26 +130,26 @@ def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> to
     return output
 
 
-def backward_input(
-    grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
-) -> torch.Tensor:
-    """The input-gradient kernel (arguments as :func:`forward`'s, plus grad_out)."""
-    grad = torch.empty_like(input, memory_format=torch.contiguous_format)
-    weight = weight.contiguous()
-    shape = _shape_args(grad, weight, geometry)
-    _launch("involution_backward_input", grad_out.contiguous(), weight, grad, shape)
-    return grad
+def _gradient_kernel(which: str) -> Callable[..., torch.Tensor]:
+    """The kernel ``involution_<which>`` as a function of (grad_out, input, weight, geometry)
+    returning the gradient of the input (``backward_input``) or of the weight
+    (``backward_weight``): what the op's backward ops run for "cupy"."""
+    of_input = which == "backward_input"
+
+    def gradient(
+        grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
+    ) -> torch.Tensor:
+        shape = _shape_args(input, weight, geometry)
+        like, other = (input, weight) if of_input else (weight, input)
+        grad = torch.empty_like(like, memory_format=torch.contiguous_format)
+        _launch(f"involution_{which}", grad_out.contiguous(), other.contiguous(), grad, shape)
+        return grad
+
+    return gradient
 
 
-def backward_weight(
-    grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
-) -> torch.Tensor:
-    """The weight-gradient kernel (arguments as :func:`backward_input`'s)."""
-    grad = torch.empty_like(weight, memory_format=torch.contiguous_format)
-    input = input.contiguous()
-    shape = _shape_args(input, grad, geometry)
-    _launch("involution_backward_weight", grad_out.contiguous(), input, grad, shape)
-    return grad
+backward_input = _gradient_kernel("backward_input")
+backward_weight = _gradient_kernel("backward_weight")
 
 
 def _compute_dtype(input: torch.Tensor, weight: torch.Tensor) -> torch.dtype:

@@ -60,7 +60,6 @@ def test_a_copied_run_resumes_into_its_own_files_and_leaves_the_original(tmp_pat
     copy = tmp_path / "moved" / "r"
     shutil.copytree(run, copy, symlinks=True)
     original = file_digests(run)
-    journal_size = (copy / "optuna.journal").stat().st_size
 
     resumed = resume(copy, env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -69,7 +68,8 @@ def test_a_copied_run_resumes_into_its_own_files_and_leaves_the_original(tmp_pat
     results = json.loads((copy / "results.json").read_text())
     assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
     assert results["phases"]["search"]["trials_completed"] == 6
-    assert (copy / "optuna.journal").stat().st_size > journal_size
+    # every trial the copy ran is in the copy's own journal (the original's is unchanged above;
+    # how many were told before the stop depends on timing, so its growth is not asserted)
     assert journal_trial_ids(copy) == sorted(t["trial_id"] for t in results["trials"])
     searcher = max((copy / "search").glob("searcher-state-*.pkl")).read_bytes()
     assert str(run).encode() not in searcher  # the snapshot names no journal path

@@ -320,6 +320,8 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
                 display.start_phase(phase, *_amount_of_work(context.run, phase))
             results = run_phase(run, context, resources, results)
             full = _disk_full_in_trials(results, phase, run.path)
+            if full is None:
+                run.write_results(results)
         except OSError as error:
             full = disk_full_message(error, run.path)
             if full is None:
@@ -328,7 +330,6 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
             if display is not None:
                 display.end_phase(phase, PhaseStatus.FAILED.value)
             _record_disk_full(run, results, phase, f"{full}: invnas resume {run.path}")
-        run.write_results(results)
         status = getattr(results.phases, phase).status
         if display is not None:
             display.end_phase(phase, status.value)

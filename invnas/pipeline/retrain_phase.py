@@ -57,7 +57,7 @@ def retrain_arch(config: dict, context: TrialContext, supernet_weights: str | No
             seed=derive_seed(context.seed, "retrain", candidate["rank"]),
             supernet_weights=supernet_weights,
             bn_batches=context.run.search.bn_batches,
-            latency_threads=context.threads,
+            latency_threads=context.latency_threads,
             on_epoch=functools.partial(report_with_checkpoint, weights_file=WEIGHTS_FILE),
             resume_from=resume_from,
         )
@@ -75,7 +75,6 @@ def candidates_of(ranked_trials: list[TrialRecord], top_k: int) -> list[dict]:
 def run_retrain_phase(
     run: RunDir,
     context: TrialContext,
-    resources: dict[str, float],
     ranked_trials: list[TrialRecord],
 ) -> tuple[RetrainPhase, tuple[RetrainedRecord, ...], tuple[Failure, ...]]:
     """Retrain the top-k of ``ranked_trials`` (search trial records, best first). Returns the
@@ -88,7 +87,7 @@ def run_retrain_phase(
     weights = str(run.supernet_weights) if settings.mode == "finetune" else None
     trainable = tune.with_resources(
         tune.with_parameters(retrain_arch, context=context, supernet_weights=weights),
-        resources,
+        context.trial_resources(),
     )
     progress = TuneProgress("retrain", "trials", "test_accuracy", "max")
 

@@ -47,14 +47,12 @@ def train_supernet(config: dict, context: TrialContext) -> None:
         )
 
 
-def run_supernet_phase(
-    run: RunDir, context: TrialContext, resources: dict[str, float]
-) -> SupernetPhase:
+def run_supernet_phase(run: RunDir, context: TrialContext) -> SupernetPhase:
     """Train (or finish training) the supernet; copy its final weights to
     ``weights/supernet.pt``. Returns the phase's record."""
     settings = context.run.supernet
     trainable = tune.with_resources(
-        tune.with_parameters(train_supernet, context=context), resources
+        tune.with_parameters(train_supernet, context=context), context.trial_resources()
     )
     progress = TuneProgress("supernet", "iterations", "val_accuracy", "max")
 

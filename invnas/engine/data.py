@@ -26,21 +26,29 @@ class SeededData:
 
     ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
     streams (training order, BatchNorm calibration batches, sampled paths) from it.
+    ``shard=(rank, workers)``: this data-parallel worker trains on its part of every training
+    batch (``batch_size`` is the batch of all workers together).
     """
 
     splits: DatasetSplits
     seed: int
     batch_size: int
     num_workers: int = 0
+    shard: tuple[int, int] | None = None
 
     def train_loader(self, seed: int) -> DataLoader:
-        """Shuffled training batches in an order fixed by ``seed``."""
+        """Shuffled training batches (this worker's part of them) in an order fixed by
+        ``seed``."""
+        return self._train_loader(seed, self.shard)
+
+    def _train_loader(self, seed: int, shard: tuple[int, int] | None) -> DataLoader:
         return make_loader(
             self.splits.train,
             self.batch_size,
             shuffle=True,
             seed=seed,
             num_workers=self.num_workers,
+            shard=shard,
         )
 
     def eval_loader(self, split: Split) -> DataLoader:
@@ -54,8 +62,9 @@ class SeededData:
         )
 
     def calibration_loader(self) -> DataLoader:
-        """The training batches BatchNorm is recalibrated on, the same for every subnet."""
-        return self.train_loader(derive_seed(self.seed, "bn"))
+        """The training batches BatchNorm is recalibrated on, the same for every subnet (and
+        whole on every worker)."""
+        return self._train_loader(derive_seed(self.seed, "bn"), None)
 
     @property
     def steps_per_epoch(self) -> int:

@@ -6,6 +6,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,16 @@ class NonFiniteLossError(RuntimeError):
 
     def __reduce__(self):  # Ray pickles a trial's exception to hand it to the driver
         return type(self), (self.loss, self.epoch, self.step)
+
+
+class GradientSync(Protocol):
+    """How data-parallel workers combine their steps (see :mod:`invnas.engine.parallel`)."""
+
+    def batch_weight(self, samples: int) -> float:
+        """This worker's share of the step's batch: its loss is weighted by it."""
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Sum the weighted gradients of every worker, before the optimizer steps."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,20 @@ def train_epoch(
     scheduler: LRScheduler | None = None,
     epoch: int = 0,
     max_steps: int | None = None,
+    sync: GradientSync | None = None,
 ) -> EpochStats:
     """One pass of cross-entropy training over ``loader`` (at most ``max_steps`` batches).
 
     ``forward(x) -> logits`` defaults to ``model(x)``; ``scheduler`` steps after every batch.
     Raises :class:`NonFiniteLossError` (naming ``epoch`` and the step) on a NaN/inf loss,
-    before the bad gradient reaches the weights.
+    before the bad gradient reaches the weights. With ``sync`` this is one data-parallel
+    worker: its gradients are combined with the others' before every optimizer step (the
+    returned statistics are its own).
     """
     forwards = [forward or model]
-    return _train_steps(model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps)
+    return _train_steps(
+        model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps, sync
+    )
 
 
 def train_supernet_epoch(
@@ -89,16 +105,18 @@ def train_supernet_epoch(
     scheduler: LRScheduler | None = None,
     epoch: int = 0,
     max_steps: int | None = None,
+    sync: GradientSync | None = None,
 ) -> EpochStats:
     """One epoch of weight-sharing training: per batch, ``sampler.step()`` gives the archs
     (one for uniform sampling, several for fair sampling); the gradients of
     ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
-    The reported loss and accuracy are averaged over the archs of each batch."""
+    The reported loss and accuracy are averaged over the archs of each batch. ``sync``: as in
+    :func:`train_epoch` (every worker's sampler must give the same archs)."""
 
     def paths() -> list[Forward]:
         return [functools.partial(supernet, arch=arch) for arch in sampler.step()]
 
-    return _train_steps(supernet, loader, optimizer, paths, scheduler, epoch, max_steps)
+    return _train_steps(supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync)
 
 
 def _train_steps(
@@ -109,6 +127,7 @@ def _train_steps(
     scheduler: LRScheduler | None,
     epoch: int,
     max_steps: int | None,
+    sync: GradientSync | None = None,
 ) -> EpochStats:
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
@@ -123,14 +142,17 @@ def _train_steps(
         if not forwards:
             raise ValueError("sampler.step() returned no architectures")
         optimizer.zero_grad(set_to_none=True)
+        weight = 1.0 if sync is None else sync.batch_weight(labels.shape[0])
         batch_loss, batch_correct = 0.0, 0
         for forward in forwards:
             logits = forward(images)
             loss = F.cross_entropy(logits, labels) / len(forwards)
             _check_finite(loss, epoch, step)
-            loss.backward()
+            (loss * weight if sync is not None else loss).backward()
             batch_loss += float(loss.detach())
             batch_correct += int((logits.detach().argmax(1) == labels).sum())
+        if sync is not None:
+            sync.after_backward(model)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

@@ -53,22 +53,14 @@ def make_loader(
     ``shard=(index, count)`` yields only part ``index`` of each batch (see
     :class:`ShardedBatchSampler`); the batches themselves are those of ``shard=None``."""
     generator = torch.Generator().manual_seed(seed)
-    if shard is None:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=num_workers,
-            drop_last=drop_last,
-            generator=generator,
-            persistent_workers=False,
-        )
-    # the samplers DataLoader builds for shuffle=True, drawing from the same generator
+    # the samplers DataLoader itself builds for ``shuffle``, drawing from the same generator
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    batches = BatchSampler(order, batch_size, drop_last)
+    batches: torch.utils.data.Sampler[list[int]] = BatchSampler(order, batch_size, drop_last)
+    if shard is not None:
+        batches = ShardedBatchSampler(batches, *shard)
     return DataLoader(
         dataset,
-        batch_sampler=ShardedBatchSampler(batches, *shard),
+        batch_sampler=batches,
         num_workers=num_workers,
         generator=generator,
         persistent_workers=False,

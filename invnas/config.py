@@ -125,6 +125,10 @@ class ResourcesConfig:
     workers (Ray Train; None: one per GPU of the phase, 1 without GPUs); each worker gets
     ``cpus_per_worker`` / ``gpus_per_worker``, default the phase's share divided among its
     workers (at most one GPU each).
+
+    ``amp``: mixed precision of the supernet's and the retrained architectures' training steps
+    on CUDA (autocast in bfloat16 or float16; ``off``: float32). Training on the CPU, and every
+    evaluation, runs in float32.
     """
 
     address: str | None = None
@@ -140,6 +144,7 @@ class ResourcesConfig:
         default=None, metadata={"exclusive_min": 0.0, "max": 1024}
     )
     gpus_per_worker: float | None = field(default=None, metadata={"min": 0.0, "max": 64})
+    amp: Literal["off", "bfloat16", "float16"] = "bfloat16"
 
 
 @dataclass(frozen=True)

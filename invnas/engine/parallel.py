@@ -33,7 +33,8 @@ import dataclasses
 import datetime
 import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -74,6 +75,16 @@ class SingleProcess:
     def training(self, model: nn.Module) -> Iterator[GradientSync | None]:
         """While training ``model``: the gradient sync to give the training loop (None)."""
         yield None
+
+    def run_epoch(
+        self, model: nn.Module, train: Callable[..., EpochStats]
+    ) -> tuple[EpochStats, float]:
+        """``train(sync=...)`` one epoch of ``model`` as this worker: the statistics of every
+        worker, and the seconds it took."""
+        began = time.perf_counter()
+        with self.training(model) as sync:
+            stats = train(sync=sync)
+        return self.reduce_stats(stats), time.perf_counter() - began
 
 
 SINGLE = SingleProcess()
@@ -176,8 +187,9 @@ def synced_batch_norm(norm: _BatchNorm, x: Tensor) -> Tensor:
         return type(norm).forward(norm, x)
     channels = x.shape[1]
     dims = [0, *range(2, x.dim())]
+    full = x.float()  # statistics in float32, also under autocast
     local = torch.cat(
-        [x.sum(dims), (x * x).sum(dims), x.new_full((1,), float(x.numel() // channels))]
+        [full.sum(dims), (full * full).sum(dims), full.new_full((1,), x.numel() / channels)]
     )
     total = _SumOverWorkers.apply(local)
     count = total[-1]
@@ -193,10 +205,10 @@ def synced_batch_norm(norm: _BatchNorm, x: Tensor) -> Tensor:
             norm.running_mean[:channels].lerp_(mean.detach(), factor)
             norm.running_var[:channels].lerp_(unbiased.detach(), factor)
     shape = (1, channels) + (1,) * (x.dim() - 2)
-    out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
+    out = (full - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
     if norm.affine:
         out = out * norm.weight[:channels].view(shape) + norm.bias[:channels].view(shape)
-    return out
+    return out.to(x.dtype)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ weights, with validation accuracy every epoch and test accuracy and latency at t
 from __future__ import annotations
 
 import dataclasses
-import time
+import functools
 from pathlib import Path
 
 import torch
@@ -59,6 +59,7 @@ def train_standalone(
     on_epoch: OnEpoch | None = None,
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
+    precision: torch.dtype | None = None,
 ) -> TrainingResult:
     """Train ``arch`` for ``settings.epochs`` epochs from :func:`initial_model`, its random
     streams derived from ``seed`` (initialisation, then each epoch's order).
@@ -68,7 +69,8 @@ def train_standalone(
     (``latency_threads`` threads). With 0 epochs the initial model is scored as epoch 1.
     ``resume_from`` (a ``training.pt`` checkpoint) continues after its epoch. ``parallel``:
     one of several data-parallel workers, as in :func:`invnas.engine.train_supernet`
-    (accuracies and latency are measured by the main worker only).
+    (accuracies and latency are measured by the main worker only). ``precision``: autocast
+    dtype of the training steps (None: full precision).
     """
     seed_everything(seed)
     model = initial_model(
@@ -89,17 +91,20 @@ def train_standalone(
     report = on_epoch or (lambda _: None)
     history = []
     for epoch in range(start, epochs):
-        stats, began = None, time.perf_counter()
+        stats, seconds = None, 0.0
         if settings.epochs > 0:
             epoch_seed = derive_seed(seed, epoch)
             seed_everything(epoch_seed)
-            with parallel.training(model) as sync:
-                loader = data.train_loader(epoch_seed)
-                stats = train_epoch(
-                    model, loader, optimizer, scheduler=scheduler, epoch=epoch, sync=sync
-                )
-            stats = parallel.reduce_stats(stats)
-        seconds = time.perf_counter() - began
+            train = functools.partial(
+                train_epoch,
+                model,
+                data.train_loader(epoch_seed),
+                optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                precision=precision,
+            )
+            stats, seconds = parallel.run_epoch(model, train)
         metrics = EpochMetrics.of(epoch + 1, stats, seconds)
         if parallel.is_main:
             metrics = _scored(metrics, model, space, data, settings, latency_threads)

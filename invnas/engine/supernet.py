@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -51,6 +51,7 @@ def train_supernet(
     on_epoch: OnEpoch | None = None,
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
+    precision: torch.dtype | None = None,
 ) -> TrainingResult:
     """Train a supernet of ``space`` for ``settings.epochs`` epochs (cosine schedule, paths
     drawn by ``settings.sampling``), every random stream derived from ``data.seed``.
@@ -63,6 +64,8 @@ def train_supernet(
     ``parallel`` (a :class:`~invnas.engine.parallel.DataParallel`): this process is one of
     several workers training together; every worker gets every report (the training
     statistics are all workers'; the monitor accuracy is measured by the main worker only).
+    ``precision``: autocast dtype of the training steps (see
+    :func:`invnas.train.train_epoch`); None trains in full precision.
 
     Example::
 
@@ -88,19 +91,20 @@ def train_supernet(
     for epoch in range(start, settings.epochs):
         epoch_seed = derive_seed(data.seed, "supernet", epoch)
         seed_everything(epoch_seed)
-        began = time.perf_counter()
-        with parallel.training(supernet) as sync:
-            stats = train_supernet_epoch(
+        sampler = make_path_sampler(settings.sampling, space, seed=epoch_seed)
+        stats, seconds = parallel.run_epoch(
+            supernet,
+            functools.partial(
+                train_supernet_epoch,
                 supernet,
                 data.train_loader(epoch_seed),
                 optimizer,
-                make_path_sampler(settings.sampling, space, seed=epoch_seed),
+                sampler,
                 scheduler=scheduler,
                 epoch=epoch,
-                sync=sync,
-            )
-        stats = parallel.reduce_stats(stats)
-        seconds = time.perf_counter() - began
+                precision=precision,
+            ),
+        )
         monitored = None
         if monitor_archs and parallel.is_main:
             monitored = monitor_accuracy(supernet, data, bn_batches, monitor_archs)

@@ -88,6 +88,16 @@ class TrialContext:
             return torch.device("cuda")
         return torch.device("cpu")
 
+    def precision(self, device: torch.device) -> torch.dtype | None:
+        """The autocast dtype of training on ``device`` (``resources.amp``; CUDA only; float16
+        on GPUs without bfloat16)."""
+        amp = self.run.resources.amp
+        if device.type != "cuda" or amp == "off":
+            return None
+        if amp == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return getattr(torch, amp)
+
     def data(self) -> SeededData:
         """The dataset's seeded splits and loaders; read once per process, since Tune reuses
         a trial's worker process for the next trial."""

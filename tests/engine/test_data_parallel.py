@@ -131,3 +131,20 @@ def test_sharded_batches_together_are_the_single_process_batches():
     assert [len(part[-1]) for part in parts] == [1, 1, 1]
     quarters = [make_loader(dataset, 7, shuffle=True, seed=9, shard=(r, 4)) for r in range(4)]
     assert [len(list(q)) for q in quarters] == [len(q) for q in quarters] == [27] * 4
+
+
+def test_synced_batch_norm_of_one_worker_is_batch_norm_sliced_and_under_autocast():
+    from invnas.engine.parallel import synced_batch_norm
+    from invnas.nn.dynamic import DynamicBatchNorm2d
+
+    x = torch.randn(8, 4, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    plain, synced = DynamicBatchNorm2d(6), DynamicBatchNorm2d(6)
+    with process_group(0, 1, port=_free_port()):
+        got = synced_batch_norm(synced, x)  # 4 of its 6 channels
+        low = synced_batch_norm(DynamicBatchNorm2d(6), x.bfloat16())
+    expected = plain(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(synced.state_dict()[key], value, atol=1e-5, rtol=1e-5)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, atol=0.05, rtol=0.05)

@@ -92,12 +92,15 @@ SINGLE = SingleProcess()
 
 class DataParallel(SingleProcess):
     """This process as one worker of the initialised default ``torch.distributed`` group;
-    tensors it exchanges live on ``device`` (CUDA for NCCL)."""
+    tensors it exchanges live on ``device`` (CUDA for NCCL). ``sync_batch_norm=False`` leaves
+    BatchNorm to each worker's part of the batch (one all-reduce per layer less; the running
+    statistics then differ between workers and the main worker's are kept)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, sync_batch_norm: bool = True) -> None:
         if not dist.is_initialized():
             raise RuntimeError("DataParallel needs an initialised torch.distributed group")
         self.device = device
+        self.sync_batch_norm = sync_batch_norm
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
 
@@ -127,6 +130,8 @@ class DataParallel(SingleProcess):
     @contextlib.contextmanager
     def training(self, model: nn.Module) -> Iterator[DataParallel]:
         norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        if not self.sync_batch_norm:
+            norms = []
         for norm in norms:
             norm.forward = functools.partial(synced_batch_norm, norm)
         try:

@@ -37,12 +37,14 @@ METRICS_FILE = "metrics.json"  # the reported metrics, beside a worker checkpoin
 
 
 def node_name() -> str:
-    """This process's node, as results.json records it (its IP address in a Ray cluster)."""
+    """This process's node, as results.json records it: ``IP (node id prefix)`` in a Ray
+    cluster (several nodes may share a host), else the host name."""
     try:
         import ray
 
         if ray.is_initialized():
-            return ray.util.get_node_ip_address()
+            node_id = ray.get_runtime_context().get_node_id()
+            return f"{ray.util.get_node_ip_address()} ({node_id[:8]})"
     except Exception:  # not in a Ray process: the host name says it as well
         pass
     return socket.gethostname()

@@ -54,3 +54,27 @@ def _worker_node_id(address: str, env: dict[str, str]) -> str:
     assert listed.returncode == 0, listed.stderr[-3000:]
     (node_id,) = listed.stdout.split()
     return node_id
+
+
+@pytest.mark.slow
+def test_two_workers_are_placed_on_both_nodes(two_one_cpu_nodes, tmp_path):
+    space = write_space(
+        tmp_path,
+        search={"trials": 2},
+        resources={"train_workers": 2, "cpus_per_worker": 1, "cpus_per_trial": 1},
+    )
+    storage = tmp_path / "shared"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    command = ["invnas", "search", str(space), "--name", "w", "--storage", str(storage)]
+    finished = subprocess.run(
+        [*command, "--address", two_one_cpu_nodes],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    phases = json.loads((storage / "w" / "results.json").read_text())["phases"]
+    for phase in ("supernet", "retrain"):
+        scale = phases[phase]["scale"]
+        assert scale["workers"] == 2 and len(scale["nodes"]) == 2, scale  # one worker per node

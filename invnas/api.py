@@ -36,6 +36,7 @@ def search(
     address: str | None = None,
     cpus_per_trial: float | None = None,
     gpus_per_trial: float | None = None,
+    train_workers: int | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> Run:
@@ -56,6 +57,7 @@ def search(
         seed=seed,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
+        train_workers=train_workers,
         trials=trials,
     )
     with _progress(progress):

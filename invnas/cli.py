@@ -174,6 +174,25 @@ def _print_summary(space: SearchSpace, run: RunConfig, summary: dict) -> None:
         f"data: {_workers_text(run, summary['data_workers'])}",
         highlight=False,
     )
+    for phase, share in summary["resources"].items():
+        console.print(f"resources: {phase:<8} {_share_text(phase, share)}", highlight=False)
+
+
+def _share_text(phase: str, share: dict) -> str:
+    def amount(value: float, unit: str) -> str:
+        return f"{value:g} {unit}" + ("" if value == 1 else "s")
+
+    each = amount(share["cpus_per_worker"], "CPU")
+    if share["gpus_per_worker"]:
+        each += ", " + amount(share["gpus_per_worker"], "GPU")
+    if phase == "search":
+        return f"{each} per trial"
+    if share["workers"] == 1:
+        return f"{each} ({share['source']}), 1 worker"
+    total = amount(share["cpus"], "CPU") + (
+        ", " + amount(share["gpus"], "GPU") if share["gpus"] else ""
+    )
+    return f"{share['workers']} workers of {each} = {total} ({share['source']})"
 
 
 def _workers_text(run: RunConfig, workers: dict[str, int]) -> str:
@@ -226,6 +245,11 @@ def _add_search(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", metavar="N", help="random seed")
     parser.add_argument("--trials", metavar="N", help="number of completed search trials")
+    parser.add_argument(
+        "--train-workers",
+        metavar="N",
+        help="data-parallel workers (Ray Train) for the supernet and each retrained architecture",
+    )
     _add_run_flags(parser)
     parser.set_defaults(handler=cmd_search)
 
@@ -272,6 +296,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         resume=args.resume,
         seed=_number("--seed", args.seed, int, "an integer seed"),
         trials=_number("--trials", args.trials, int, "a positive integer"),
+        train_workers=_number("--train-workers", args.train_workers, int, "a positive integer"),
     )
     return _run_with_progress(lambda: run_search(args.space, options))
 

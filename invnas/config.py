@@ -8,6 +8,7 @@ schema the YAML loader (:mod:`invnas.space.loader`) validates against, as in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -142,15 +143,42 @@ class ResourcesConfig:
 
     ``address``: None starts a local Ray; ``auto`` or ``HOST:PORT`` joins a running cluster.
     ``storage``: the directory (or ``file://`` URI) holding run directories, default
-    ``./runs``; with a cluster it must be absolute and shared by every node. Each trial gets
-    ``cpus_per_trial`` CPUs (and as many torch threads) and ``gpus_per_trial`` GPUs
-    (fractions allowed; > 0 runs the trial on CUDA).
+    ``./runs``; with a cluster it must be absolute and shared by every node.
+
+    What each phase gets (see :func:`plan_phases`; ``invnas validate`` shows it):
+
+    - search trials: ``cpus_per_trial`` CPUs (and as many torch threads) and
+      ``gpus_per_trial`` GPUs each (fractions allowed; > 0 runs the trial on CUDA);
+    - the supernet: ``supernet_cpus`` / ``supernet_gpus``, default the whole machine (every
+      CPU and GPU of the largest Ray node: this machine for a local run);
+    - each retrained architecture: ``retrain_cpus`` / ``retrain_gpus``, default the whole
+      machine when one architecture is retrained (``retrain.top_k`` 1), else the search
+      trials' share (the trials then run side by side).
+
+    The supernet and each retrained architecture train with ``train_workers`` data-parallel
+    workers (Ray Train; None: one per GPU of the phase, 1 without GPUs); each worker gets
+    ``cpus_per_worker`` / ``gpus_per_worker``, default the phase's share divided among its
+    workers (at most one GPU each).
+
+    ``amp``: mixed precision of the supernet's and the retrained architectures' training steps
+    on CUDA (autocast in bfloat16 or float16; ``off``: float32). Training on the CPU, and every
+    evaluation, runs in float32.
     """
 
     address: str | None = None
     storage: str | None = None
     cpus_per_trial: float = field(default=1.0, metadata={"exclusive_min": 0.0, "max": 1024})
     gpus_per_trial: float = field(default=0.0, metadata={"min": 0.0, "max": 64})
+    supernet_cpus: float | None = field(default=None, metadata={"exclusive_min": 0.0, "max": 4096})
+    supernet_gpus: float | None = field(default=None, metadata={"min": 0.0, "max": 1024})
+    retrain_cpus: float | None = field(default=None, metadata={"exclusive_min": 0.0, "max": 4096})
+    retrain_gpus: float | None = field(default=None, metadata={"min": 0.0, "max": 1024})
+    train_workers: int | None = field(default=None, metadata=positive(max=1024))
+    cpus_per_worker: float | None = field(
+        default=None, metadata={"exclusive_min": 0.0, "max": 1024}
+    )
+    gpus_per_worker: float | None = field(default=None, metadata={"min": 0.0, "max": 64})
+    amp: Literal["off", "bfloat16", "float16"] = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -163,3 +191,107 @@ class RunConfig:
     retrain: RetrainConfig = RetrainConfig()
     resources: ResourcesConfig = ResourcesConfig()
     seed: int = field(default=0, metadata={"min": 0, "max": 2**31 - 1})
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPUs and GPUs a phase may have when it asks for "the whole machine"."""
+
+    cpus: float
+    gpus: float = 0.0
+
+    @classmethod
+    def local(cls) -> Machine:
+        """This machine: its CPU count and its CUDA devices."""
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return cls(float(os.cpu_count() or 1), float(gpus))
+
+
+@dataclass(frozen=True)
+class PhaseResources:
+    """What one trial of a phase gets: ``workers`` training processes of ``cpus`` CPUs and
+    ``gpus`` GPUs each (more than one: data-parallel on Ray Train). ``source`` says where the
+    share comes from (``per trial``, ``whole machine`` or the setting that gave it)."""
+
+    cpus: float
+    gpus: float = 0.0
+    workers: int = 1
+    source: str = "per trial"
+
+    @property
+    def total_cpus(self) -> float:
+        """CPUs of all the workers together."""
+        return self.cpus * self.workers
+
+    @property
+    def total_gpus(self) -> float:
+        """GPUs of all the workers together."""
+        return self.gpus * self.workers
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of each worker: its whole CPUs (at least 1)."""
+        return max(1, int(self.cpus))
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """The share by name, as ``invnas validate --json`` shows it."""
+        return {
+            "workers": self.workers,
+            "cpus_per_worker": self.cpus,
+            "gpus_per_worker": self.gpus,
+            "cpus": self.total_cpus,
+            "gpus": self.total_gpus,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """What each phase's trials get (search trials always run one process each)."""
+
+    supernet: PhaseResources
+    search: PhaseResources
+    retrain: PhaseResources
+
+    def named(self) -> tuple[tuple[str, PhaseResources], ...]:
+        """``(phase, share)`` in the phases' order."""
+        return (("supernet", self.supernet), ("search", self.search), ("retrain", self.retrain))
+
+
+def _training_share(
+    resources: ResourcesConfig, cpus: float, gpus: float, source: str
+) -> PhaseResources:
+    """A training phase's share ``cpus``/``gpus`` divided among its workers."""
+    workers = resources.train_workers or max(1, int(gpus))
+    per_cpu = resources.cpus_per_worker or cpus / workers
+    per_gpu = resources.gpus_per_worker
+    if per_gpu is None:
+        per_gpu = min(1.0, gpus / workers)
+    if workers > 1 and 0 < per_gpu < 1:
+        raise ValueError(
+            f"resources: train_workers: {workers} workers would share GPUs ({per_gpu:g} GPU "
+            "each); data-parallel workers need a whole GPU each (gpus_per_worker >= 1) or none"
+        )
+    return PhaseResources(per_cpu, per_gpu, workers, source)
+
+
+def plan_phases(resources: ResourcesConfig, top_k: int, machine: Machine) -> PhasePlan:
+    """What each phase gets on ``machine`` (the largest node) from ``resources`` and
+    ``retrain.top_k``; ValueError when workers would share a GPU."""
+    search = PhaseResources(resources.cpus_per_trial, resources.gpus_per_trial)
+    supernet = _training_share(
+        resources,
+        resources.supernet_cpus or machine.cpus,
+        machine.gpus if resources.supernet_gpus is None else resources.supernet_gpus,
+        "supernet_cpus" if resources.supernet_cpus else "whole machine",
+    )
+    alone = top_k <= 1
+    retrain_cpus = resources.retrain_cpus or (machine.cpus if alone else resources.cpus_per_trial)
+    retrain_gpus = resources.retrain_gpus
+    if retrain_gpus is None:
+        retrain_gpus = machine.gpus if alone else resources.gpus_per_trial
+    source = "retrain_cpus" if resources.retrain_cpus else "whole machine" if alone else "per trial"
+    retrain = _training_share(resources, retrain_cpus, retrain_gpus, source)
+    return PhasePlan(supernet, search, retrain)

@@ -4,7 +4,9 @@ directory: Tune trainables, Ray Train workers, the exporter and the experiments 
 - :func:`load_data` -> :class:`SeededData`: the seeded splits and their loaders;
 - :func:`train_supernet`: weight-sharing training with a per-epoch monitor accuracy;
 - :func:`score_arch` / :func:`inherited_model`: an architecture on inherited weights;
-- :func:`train_standalone`: one architecture trained from scratch or fine-tuned.
+- :func:`train_standalone`: one architecture trained from scratch or fine-tuned;
+- :class:`DataParallel` / :func:`process_group`: either training as one of several
+  data-parallel workers of a ``torch.distributed`` group.
 
 Training functions report each epoch to an ``on_epoch(EpochReport)`` callback (metrics plus
 the state to checkpoint, see :func:`write_checkpoint`) and resume from a ``training.pt``.
@@ -17,6 +19,7 @@ from invnas.engine.checkpoint import (
     write_checkpoint,
 )
 from invnas.engine.data import EVAL_BATCH_SIZE, SeededData, load_data
+from invnas.engine.parallel import SINGLE, DataParallel, SingleProcess, process_group
 from invnas.engine.records import EpochMetrics, EpochReport, OnEpoch, TrainingResult
 from invnas.engine.scoring import (
     ArchScore,
@@ -31,13 +34,16 @@ from invnas.engine.supernet import MONITOR_ARCHS, monitor_accuracy, train_supern
 __all__ = [
     "EVAL_BATCH_SIZE",
     "MONITOR_ARCHS",
+    "SINGLE",
     "TRAINING_STATE_FILE",
     "ArchScore",
+    "DataParallel",
     "EpochMetrics",
     "EpochReport",
     "InheritedModel",
     "OnEpoch",
     "SeededData",
+    "SingleProcess",
     "TrainingResult",
     "cpu_state_dict",
     "initial_model",
@@ -45,6 +51,7 @@ __all__ = [
     "load_data",
     "load_supernet",
     "monitor_accuracy",
+    "process_group",
     "resume_training",
     "score_arch",
     "train_standalone",

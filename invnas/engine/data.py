@@ -29,7 +29,8 @@ class SeededData:
     ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
     streams (training order, BatchNorm calibration batches, sampled paths) from it. ``workers``
     DataLoader processes prepare the batches; ``pin_memory`` puts them in page-locked memory
-    (see :meth:`on`).
+    (see :meth:`on`). ``shard=(rank, workers)``: this data-parallel worker trains on its part of
+    every training batch (``batch_size`` is the batch of all workers together).
     """
 
     splits: DatasetSplits
@@ -37,6 +38,7 @@ class SeededData:
     batch_size: int
     workers: int = 0
     pin_memory: bool = False
+    shard: tuple[int, int] | None = None
 
     def on(self, device: torch.device) -> SeededData:
         """These data batched for a model on ``device``: pinned memory for CUDA, so that
@@ -44,7 +46,11 @@ class SeededData:
         return dataclasses.replace(self, pin_memory=torch.device(device).type == "cuda")
 
     def train_loader(self, seed: int) -> DataLoader:
-        """Shuffled training batches in an order fixed by ``seed``."""
+        """Shuffled training batches (this worker's part of them) in an order fixed by
+        ``seed``."""
+        return self._train_loader(seed, self.shard)
+
+    def _train_loader(self, seed: int, shard: tuple[int, int] | None) -> DataLoader:
         return make_loader(
             self.splits.train,
             self.batch_size,
@@ -52,6 +58,7 @@ class SeededData:
             seed=seed,
             num_workers=self.workers,
             pin_memory=self.pin_memory,
+            shard=shard,
         )
 
     def eval_loader(self, split: Split) -> DataLoader:
@@ -66,8 +73,9 @@ class SeededData:
         )
 
     def calibration_loader(self) -> DataLoader:
-        """The training batches BatchNorm is recalibrated on, the same for every subnet."""
-        return self.train_loader(derive_seed(self.seed, "bn"))
+        """The training batches BatchNorm is recalibrated on, the same for every subnet (and
+        whole on every worker)."""
+        return self._train_loader(derive_seed(self.seed, "bn"), None)
 
     @property
     def steps_per_epoch(self) -> int:

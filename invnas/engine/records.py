@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 from torch.optim import Optimizer
@@ -15,7 +15,8 @@ from invnas.train.loops import EpochStats
 @dataclass(frozen=True)
 class EpochMetrics:
     """What one epoch measured. ``epoch`` counts the finished epochs (0 only for the single
-    report of a run with no epochs to train); a metric that was not measured is None."""
+    report of a run with no epochs to train); a metric that was not measured is None.
+    ``images_per_s``: training images per second of the epoch (all workers together)."""
 
     epoch: int
     train_loss: float | None = None
@@ -23,13 +24,18 @@ class EpochMetrics:
     val_accuracy: float | None = None
     test_accuracy: float | None = None
     latency_ms: float | None = None
+    images_per_s: float | None = field(default=None, compare=False)  # a timing, not a result
 
     @classmethod
-    def of(cls, epoch: int, train: EpochStats | None, **measured: float | None) -> EpochMetrics:
-        """The metrics of ``epoch`` with its training statistics (None: no training)."""
+    def of(
+        cls, epoch: int, train: EpochStats | None, seconds: float = 0.0, **measured: float | None
+    ) -> EpochMetrics:
+        """The metrics of ``epoch`` with its training statistics (None: no training) and the
+        images per second of its ``seconds`` of training (all workers together)."""
         if train is None:
             return cls(epoch, **measured)
-        return cls(epoch, train.loss, train.accuracy, **measured)
+        speed = train.samples / seconds if seconds > 0 else None
+        return cls(epoch, train.loss, train.accuracy, images_per_s=speed, **measured)
 
     def as_dict(self) -> dict[str, int | float | None]:
         """The metrics by name, as reported to Tune: ``epoch`` and ``val_accuracy`` always
@@ -41,6 +47,7 @@ class EpochMetrics:
             "val_accuracy": self.val_accuracy,
             "test_accuracy": self.test_accuracy,
             "latency_ms": self.latency_ms,
+            "images_per_s": self.images_per_s,
         }
         kept = ("epoch", "val_accuracy")
         return {key: value for key, value in values.items() if value is not None or key in kept}

@@ -3,6 +3,8 @@ weights, with validation accuracy every epoch and test accuracy and latency at t
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 import torch
@@ -11,6 +13,7 @@ from torch import nn
 from invnas.config import RetrainConfig
 from invnas.engine.checkpoint import resume_training
 from invnas.engine.data import SeededData
+from invnas.engine.parallel import SINGLE, SingleProcess
 from invnas.engine.records import EpochMetrics, EpochReport, OnEpoch, TrainingResult
 from invnas.engine.scoring import inherited_model, load_supernet
 from invnas.nn.builder import build_model
@@ -55,6 +58,8 @@ def train_standalone(
     latency_threads: int | None = None,
     on_epoch: OnEpoch | None = None,
     resume_from: str | Path | None = None,
+    parallel: SingleProcess = SINGLE,
+    precision: torch.dtype | None = None,
 ) -> TrainingResult:
     """Train ``arch`` for ``settings.epochs`` epochs from :func:`initial_model`, its random
     streams derived from ``seed`` (initialisation, then each epoch's order).
@@ -62,7 +67,10 @@ def train_standalone(
     ``on_epoch`` gets every epoch's metrics (training loss/accuracy, validation accuracy) and
     the training state; the last epoch's also carry the test accuracy and the batch-1 latency
     (``latency_threads`` threads). With 0 epochs the initial model is scored as epoch 1.
-    ``resume_from`` (a ``training.pt`` checkpoint) continues after its epoch.
+    ``resume_from`` (a ``training.pt`` checkpoint) continues after its epoch. ``parallel``:
+    one of several data-parallel workers, as in :func:`invnas.engine.train_supernet`
+    (accuracies and latency are measured by the main worker only). ``precision``: autocast
+    dtype of the training steps (None: full precision).
     """
     data = data.on(device)
     seed_everything(seed)
@@ -79,26 +87,51 @@ def train_standalone(
     epochs = max(settings.epochs, 1)
     scheduler = make_scheduler(optimizer, epochs, data.steps_per_epoch)
     start = resume_training(resume_from, model, optimizer, scheduler)
+    parallel.broadcast(model)
+    data = parallel.shard(data)
     report = on_epoch or (lambda _: None)
-    val_loader = data.eval_loader("val")
     history = []
     for epoch in range(start, epochs):
-        stats = None
+        stats, seconds = None, 0.0
         if settings.epochs > 0:
             epoch_seed = derive_seed(seed, epoch)
             seed_everything(epoch_seed)
-            stats = train_epoch(
-                model, data.train_loader(epoch_seed), optimizer, scheduler=scheduler, epoch=epoch
-            )
-        measured: dict[str, float | None] = {"val_accuracy": evaluate(model, val_loader).accuracy}
-        if epoch + 1 >= settings.epochs:
-            measured["test_accuracy"] = evaluate(model, data.eval_loader("test")).accuracy
-            measured["latency_ms"] = measure_latency_ms(
+            train = functools.partial(
+                train_epoch,
                 model,
-                (space.input.channels, space.input.size, space.input.size),
-                threads=latency_threads,
+                data.train_loader(epoch_seed),
+                optimizer,
+                scheduler=scheduler,
+                epoch=epoch,
+                precision=precision,
             )
-        metrics = EpochMetrics.of(epoch + 1, stats, **measured)
+            stats, seconds = parallel.run_epoch(model, train)
+        metrics = EpochMetrics.of(epoch + 1, stats, seconds)
+        if parallel.is_main:
+            metrics = _scored(metrics, model, space, data, settings, latency_threads)
         history.append(metrics)
         report(EpochReport(metrics, model, optimizer, scheduler))
     return TrainingResult(model, tuple(history))
+
+
+def _scored(
+    metrics: EpochMetrics,
+    model: nn.Module,
+    space: SearchSpace,
+    data: SeededData,
+    settings: RetrainConfig,
+    latency_threads: int | None,
+) -> EpochMetrics:
+    """``metrics`` with the validation accuracy and, after the last epoch, the test accuracy
+    and latency."""
+    measured: dict[str, float | None] = {
+        "val_accuracy": evaluate(model, data.eval_loader("val")).accuracy
+    }
+    if metrics.epoch >= settings.epochs:
+        measured["test_accuracy"] = evaluate(model, data.eval_loader("test")).accuracy
+        measured["latency_ms"] = measure_latency_ms(
+            model,
+            (space.input.channels, space.input.size, space.input.size),
+            threads=latency_threads,
+        )
+    return dataclasses.replace(metrics, **measured)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from invnas.config import SupernetConfig
 from invnas.engine.checkpoint import resume_training
 from invnas.engine.data import SeededData
+from invnas.engine.parallel import SINGLE, SingleProcess
 from invnas.engine.records import EpochMetrics, EpochReport, OnEpoch, TrainingResult
 from invnas.engine.scoring import inherited_model
 from invnas.nn.sampling import make_path_sampler
@@ -48,6 +50,8 @@ def train_supernet(
     monitor_archs: int = MONITOR_ARCHS,
     on_epoch: OnEpoch | None = None,
     resume_from: str | Path | None = None,
+    parallel: SingleProcess = SINGLE,
+    precision: torch.dtype | None = None,
 ) -> TrainingResult:
     """Train a supernet of ``space`` for ``settings.epochs`` epochs (cosine schedule, paths
     drawn by ``settings.sampling``), every random stream derived from ``data.seed``.
@@ -57,6 +61,11 @@ def train_supernet(
     ``monitor_archs`` is 0) and the training state. ``resume_from`` (a ``training.pt``
     checkpoint) continues after its epoch, giving the weights an uninterrupted run would have.
     With 0 epochs, ``on_epoch`` gets one report of epoch 0 with the untrained supernet.
+    ``parallel`` (a :class:`~invnas.engine.parallel.DataParallel`): this process is one of
+    several workers training together; every worker gets every report (the training
+    statistics are all workers'; the monitor accuracy is measured by the main worker only).
+    ``precision``: autocast dtype of the training steps (see
+    :func:`invnas.train.train_epoch`); None trains in full precision.
 
     Example::
 
@@ -70,6 +79,8 @@ def train_supernet(
     optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)
     scheduler = make_scheduler(optimizer, settings.epochs, data.steps_per_epoch)
     start = resume_training(resume_from, supernet, optimizer, scheduler)
+    parallel.broadcast(supernet)
+    data = parallel.shard(data)
     if start:
         log.info("supernet: resuming after epoch %d", start)
     report = on_epoch or (lambda _: None)
@@ -81,18 +92,24 @@ def train_supernet(
     for epoch in range(start, settings.epochs):
         epoch_seed = derive_seed(data.seed, "supernet", epoch)
         seed_everything(epoch_seed)
-        stats = train_supernet_epoch(
+        sampler = make_path_sampler(settings.sampling, space, seed=epoch_seed)
+        stats, seconds = parallel.run_epoch(
             supernet,
-            data.train_loader(epoch_seed),
-            optimizer,
-            make_path_sampler(settings.sampling, space, seed=epoch_seed),
-            scheduler=scheduler,
-            epoch=epoch,
+            functools.partial(
+                train_supernet_epoch,
+                supernet,
+                data.train_loader(epoch_seed),
+                optimizer,
+                sampler,
+                scheduler=scheduler,
+                epoch=epoch,
+                precision=precision,
+            ),
         )
-        monitored = (
-            monitor_accuracy(supernet, data, bn_batches, monitor_archs) if monitor_archs else None
-        )
-        metrics = EpochMetrics.of(epoch + 1, stats, val_accuracy=monitored)
+        monitored = None
+        if monitor_archs and parallel.is_main:
+            monitored = monitor_accuracy(supernet, data, bn_batches, monitor_archs)
+        metrics = EpochMetrics.of(epoch + 1, stats, seconds, val_accuracy=monitored)
         history.append(metrics)
         report(EpochReport(metrics, supernet, optimizer, scheduler))
     return TrainingResult(supernet, tuple(history))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from invnas.config import ResourcesConfig, RunConfig
+from invnas.config import Machine, PhasePlan, ResourcesConfig, RunConfig, plan_phases
 from invnas.data import check_data_available
 from invnas.pipeline.context import TrialContext
 from invnas.pipeline.progress import current_display
@@ -26,6 +26,7 @@ from invnas.pipeline.ray_session import (
     check_address,
     check_resources,
     check_storage_on_nodes,
+    largest_node,
     ray_session,
     resolve_storage,
     session_processes,
@@ -83,6 +84,7 @@ class SearchOptions:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     trials: int | None = None
+    train_workers: int | None = None
     ray_temp_dir: str | None = None  # a local Ray's session directory (default: Ray's own)
 
     def overrides(self) -> Overrides:
@@ -92,6 +94,7 @@ class SearchOptions:
             trials=self.trials,
             cpus_per_trial=self.cpus_per_trial,
             gpus_per_trial=self.gpus_per_trial,
+            train_workers=self.train_workers,
             address=self.address,
             storage=self.storage,
         )
@@ -107,6 +110,10 @@ def check_options(options: SearchOptions) -> None:
         raise ValueError(f"--cpus-per-trial: {options.cpus_per_trial:g}; expected more than 0")
     if options.gpus_per_trial is not None and not options.gpus_per_trial >= 0:
         raise ValueError(f"--gpus-per-trial: {options.gpus_per_trial:g}; expected 0 or more")
+    if options.train_workers is not None and options.train_workers < 1:
+        raise ValueError(
+            f"--train-workers: {options.train_workers}; expected a positive number of workers"
+        )
     if options.name is not None and not _NAME_RULE.fullmatch(options.name):
         raise ValueError(
             f"--name: {options.name!r} cannot name a run directory; allowed: letters, digits, "
@@ -157,10 +164,10 @@ def run_search(
         settings_digest=settings_digest(space, written),
     )
     space_text = space_path.read_text(encoding="utf-8")
-    with _ray_for(config, address, storage, options.ray_temp_dir) as session:
+    with _ray_for(config, address, storage, options.ray_temp_dir) as (plan, session):
         run = RunDir.create(path, space_text, info)
         run.write_results(empty_results(name, config, objectives_of(config.search)))
-        return run, _execute(run, space, config, info, session)
+        return run, _execute(run, space, config, info, plan, session)
 
 
 def resume_run(
@@ -193,11 +200,11 @@ def resume_run(
     if run.results_file.is_file():
         run.read_results()  # a damaged one is a clear error before Ray starts
     stop_dead_driver_ray(run)
-    with _ray_for(config, address, run.path.parent, options.ray_temp_dir) as session:
+    with _ray_for(config, address, run.path.parent, options.ray_temp_dir) as (plan, session):
         if not run.results_file.is_file():  # killed before its first results.json
             run.write_results(empty_results(info.name, config, objectives_of(config.search)))
         log.info("resuming run %s", run.path)
-        return run, _execute(run, space, config, info, session)
+        return run, _execute(run, space, config, info, plan, session)
 
 
 def stop_dead_driver_ray(run: RunDir) -> list[int]:
@@ -221,15 +228,17 @@ def stop_dead_driver_ray(run: RunDir) -> list[int]:
 @contextlib.contextmanager
 def _ray_for(
     config: RunConfig, address: str | None, storage: Path, temp_dir: str | None
-) -> Iterator[str | None]:
-    """Ray up for the run, checked to be able to host its trials and reach its storage; yields
-    the session directory of a local Ray started for it."""
-    resources = config.resources
+) -> Iterator[tuple[PhasePlan, str | None]]:
+    """Ray up for the run, checked to be able to host every phase's trials and reach its
+    storage; yields what each phase gets there and the session directory of a local Ray
+    started for it."""
+    plan_phases(config.resources, config.retrain.top_k, Machine(1.0))  # bad settings: no Ray
     with ray_session(address, temp_dir=temp_dir) as session:
         if address is not None:
             check_storage_on_nodes(storage)
-        check_resources(resources.cpus_per_trial, resources.gpus_per_trial)
-        yield session
+        plan = plan_phases(config.resources, config.retrain.top_k, largest_node())
+        check_resources(plan)
+        yield plan, session
 
 
 def _version() -> str:
@@ -266,22 +275,19 @@ def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> N
 
 
 def _execute(
-    run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo, ray_session: str | None
+    run: RunDir,
+    space: SearchSpace,
+    config: RunConfig,
+    info: RunInfo,
+    plan: PhasePlan,
+    ray_session: str | None,
 ) -> RunResults:
     build_involution_kernel(space, config.resources)
-    resources_config = config.resources
-    resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
-    context = TrialContext(
-        space=space,
-        run=config,
-        data_root=info.data_root,
-        cpus=resources_config.cpus_per_trial,
-        gpus=resources_config.gpus_per_trial,
-    )
+    context = TrialContext(space=space, run=config, data_root=info.data_root)
     try:
         with run.driving(ray_session), catching_signals() as stop:
             try:
-                return _run_phases(run, context, resources)
+                return _run_phases(run, context, plan)
             except KeyboardInterrupt:
                 raise PhaseInterrupted(run.path, stop.exit_code) from None
     except OSError as error:  # e.g. no room for driver.json: nothing was recorded yet
@@ -291,10 +297,10 @@ def _execute(
         raise OutOfDiskSpace(f"{message}: invnas resume {run.path}") from None
 
 
-PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], RunResults]
+PhaseRunner = Callable[[RunDir, TrialContext, RunResults], RunResults]
 
 
-def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float]) -> RunResults:
+def _run_phases(run: RunDir, context: TrialContext, plan: PhasePlan) -> RunResults:
     """Run every phase not completed yet, in order; stop after a phase that fails."""
     from invnas.pipeline.supernet_phase import restore_supernet_weights
 
@@ -318,7 +324,8 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
             run.write_results(results)
             if display is not None:
                 display.start_phase(phase, *_amount_of_work(context.run, phase))
-            results = run_phase(run, context, resources, results)
+            share = getattr(plan, phase)
+            results = run_phase(run, context.for_phase(share), results)
             full = _disk_full_in_trials(results, phase, run.path)
             if full is None:
                 run.write_results(results)
@@ -372,28 +379,28 @@ def _amount_of_work(config: RunConfig, phase: str) -> tuple[int, str]:
     return config.retrain.top_k, "trials"
 
 
-def _supernet(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
+def _supernet(run: RunDir, context: TrialContext, results: RunResults) -> RunResults:
     from invnas.pipeline.supernet_phase import run_supernet_phase
 
-    record = _guard(run_supernet_phase(run, context, resources))
+    record = _guard(run_supernet_phase(run, context))
     failures = ()
     if record.status is PhaseStatus.FAILED:
         failures = (Failure("supernet", None, None, record.error or "failed"),)
     return results.with_phase("supernet", record, failures)
 
 
-def _search(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
+def _search(run: RunDir, context: TrialContext, results: RunResults) -> RunResults:
     from invnas.pipeline.search_phase import run_search_phase
 
     settings = context.run.search
-    record, trials, failures = run_search_phase(run, context, resources, settings.trials)
+    record, trials, failures = run_search_phase(run, context, settings.trials)
     _guard(record)
     pareto, best = summarize_front(trials, objectives_of(settings))
     results = dataclasses.replace(results, trials=trials, pareto=pareto, best=best)
     return results.with_phase("search", record, failures)
 
 
-def _retrain(run: RunDir, context: TrialContext, resources, results: RunResults) -> RunResults:
+def _retrain(run: RunDir, context: TrialContext, results: RunResults) -> RunResults:
     from invnas.pipeline.retrain_phase import run_retrain_phase
 
     settings = context.run.retrain
@@ -401,7 +408,7 @@ def _retrain(run: RunDir, context: TrialContext, resources, results: RunResults)
     if not ranked and settings.top_k > 0:
         error = "no completed feasible architecture to retrain"
         return results.with_phase("retrain", RetrainPhase(PhaseStatus.FAILED, settings.mode, error))
-    record, retrained, failures = run_retrain_phase(run, context, resources, ranked)
+    record, retrained, failures = run_retrain_phase(run, context, ranked)
     _guard(record)
     results = dataclasses.replace(results, retrained=retrained)
     return results.with_phase("retrain", record, failures)

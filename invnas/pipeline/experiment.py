@@ -148,12 +148,16 @@ def interrupted(record: PhaseRecordT) -> PhaseRecordT:
     )
 
 
-def report_with_checkpoint(report: EpochReport, weights_file: str) -> None:
-    """Report an engine epoch's metrics to Tune with a checkpoint of its model's weights
-    (CPU tensors, in ``weights_file``) and the training state a restored trial resumes from."""
+def report_with_checkpoint(
+    report: EpochReport, weights_file: str, extra: dict | None = None
+) -> None:
+    """Report an engine epoch's metrics (and ``extra`` ones) to Tune with a checkpoint of its
+    model's weights (CPU tensors, in ``weights_file``) and the training state a restored trial
+    resumes from."""
+    metrics = {**report.metrics.as_dict(), **(extra or {})}
     with tempfile.TemporaryDirectory() as directory:
         write_checkpoint(directory, report, weights_file)
-        tune.report(report.metrics.as_dict(), checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 @contextlib.contextmanager

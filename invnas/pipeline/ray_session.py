@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+from invnas.config import Machine, PhasePlan, PhaseResources
+
 log = logging.getLogger(__name__)
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # trials exchange files, not objects
@@ -198,29 +200,64 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """ValueError when no node of the running Ray can host one trial (Tune would wait forever)."""
+def _alive_nodes() -> list[dict]:
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    fits = [
-        n
-        for n in nodes
-        if n["Resources"].get("CPU", 0) >= cpus_per_trial
-        and n["Resources"].get("GPU", 0) >= gpus_per_trial
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def largest_node() -> Machine:
+    """The CPUs and GPUs of the running Ray's largest node (by CPUs, then GPUs): the "whole
+    machine" a phase gets by default."""
+    sizes = [
+        (n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in _alive_nodes()
     ]
-    if fits:
-        return
-    if gpus_per_trial > 0 and not any(n["Resources"].get("GPU", 0) for n in nodes):
+    cpus, gpus = max(sizes, default=(1.0, 0.0))
+    return Machine(cpus, gpus)
+
+
+def _placeable(share: PhaseResources, nodes: list[dict]) -> int:
+    """How many workers of ``share`` the nodes can host at once."""
+    total = 0
+    for node in nodes:
+        free = node["Resources"]
+        fits = [int(free.get("CPU", 0) / share.cpus + 1e-9)]
+        if share.gpus > 0:
+            fits.append(int(free.get("GPU", 0) / share.gpus + 1e-9))
+        total += min(fits)
+    return total
+
+
+_SETTING = {"supernet": "resources.supernet_cpus", "retrain": "resources.retrain_cpus"}
+
+
+def check_resources(plan: PhasePlan) -> None:
+    """ValueError when the running Ray cannot host some phase's trial (one worker) or all of
+    its data-parallel workers at once (Tune or Ray Train would wait forever)."""
+    nodes = _alive_nodes()
+    for phase, share in plan.named():
+        placeable = _placeable(share, nodes)
+        if placeable >= share.workers:
+            continue
+        if share.gpus > 0 and not any(n["Resources"].get("GPU", 0) for n in nodes):
+            flag = "--gpus-per-trial" if phase == "search" else f"resources ({phase} phase)"
+            raise ValueError(
+                f"{flag}: {share.gpus:g} GPUs per worker: the Ray cluster has no GPU; use 0 "
+                "for CPU training"
+            )
+        most_cpus = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+        if share.workers > 1:
+            raise ValueError(
+                f"resources.train_workers: {share.workers} workers of {share.cpus:g} CPUs and "
+                f"{share.gpus:g} GPUs each for the {phase} phase: the Ray cluster can place "
+                f"{placeable} (largest node: {most_cpus:g} CPUs); ask for fewer workers or "
+                "less per worker (cpus_per_worker, gpus_per_worker)"
+            )
+        flag = "--cpus-per-trial" if phase == "search" else _SETTING[phase]
         raise ValueError(
-            f"--gpus-per-trial: {gpus_per_trial:g}: the Ray cluster has no GPU; use 0 for CPU "
-            "trials"
+            f"{flag}: {share.cpus:g} CPUs (and {share.gpus:g} GPUs) per {phase} trial fit on "
+            f"no Ray node (the largest has {most_cpus:g} CPUs); ask for less"
         )
-    most_cpus = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
-    raise ValueError(
-        f"--cpus-per-trial: {cpus_per_trial:g} CPUs (and {gpus_per_trial:g} GPUs) per trial "
-        f"fit on no Ray node (the largest has {most_cpus:g} CPUs); ask for less"
-    )
 
 
 def _probe(directory: str, marker: str) -> str | None:

@@ -170,7 +170,7 @@ def _remove_lock(run: RunDir) -> None:
 
 
 def run_search_phase(
-    run: RunDir, context: TrialContext, resources: dict[str, float], trials: int
+    run: RunDir, context: TrialContext, trials: int
 ) -> tuple[SearchPhase, tuple[TrialRecord, ...], tuple[Failure, ...]]:
     """Run (or finish) the search. Returns the phase's record, the trial records (completed
     and failed, in order) and the failures."""
@@ -179,7 +179,7 @@ def run_search_phase(
         tune.with_parameters(
             evaluate_arch, context=context, supernet_weights=str(run.supernet_weights)
         ),
-        resources,
+        context.trial_resources(),
     )
     progress = TuneProgress("search", "trials", "accuracy", "max")
 

@@ -27,6 +27,17 @@ def coefficient(value: float | None) -> str:
     return "undefined" if value is None else f"{value:+.3f}"
 
 
+def scale_text(scale: dict) -> str:
+    """``2 workers on 10.0.0.5, 1234 images/s``: how a training phase ran."""
+    workers = scale["workers"]
+    text = f"{workers} worker{'s' if workers != 1 else ''}"
+    if scale.get("nodes"):
+        text += " on " + ", ".join(scale["nodes"])
+    if scale.get("images_per_s") is not None:
+        text += f", {scale['images_per_s']:.0f} images/s"
+    return text
+
+
 def phases_table(report: dict) -> Table:
     """One row per phase: status, headline figures and error."""
     table = Table(title=f"Run {report['name']} (seed {report['seed']})", title_justify="left")
@@ -54,6 +65,9 @@ def phases_table(report: dict) -> Table:
     if "retrain" in phases:
         done = sum(1 for r in report["retrained"] if r.get("status") == "completed")
         details["retrain"] = f"{phases['retrain'].get('mode')}: {done} retrained"
+    for name in ("supernet", "retrain"):
+        if name in phases and phases[name].get("scale"):
+            details[name] += "; " + scale_text(phases[name]["scale"])
     for name, entry in phases.items():
         status = entry.get("status", "?")
         if status == "running" and report.get("driver") == "none":

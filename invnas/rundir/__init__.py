@@ -18,6 +18,7 @@ from invnas.rundir.records import (
     RunResults,
     SearchPhase,
     SupernetPhase,
+    TrainingScale,
     TrialMetrics,
     TrialRecord,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "RunResults",
     "SearchPhase",
     "SupernetPhase",
+    "TrainingScale",
     "TrialMetrics",
     "TrialRecord",
     "empty_results",

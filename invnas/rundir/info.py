@@ -22,6 +22,7 @@ class Overrides:
     trials: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
+    train_workers: int | None = None
     address: str | None = None
     storage: str | None = None
 
@@ -30,7 +31,7 @@ class Overrides:
         search = config.search
         if self.trials is not None:
             search = dataclasses.replace(search, trials=self.trials)
-        resource_keys = ("cpus_per_trial", "gpus_per_trial", "address", "storage")
+        resource_keys = ("cpus_per_trial", "gpus_per_trial", "train_workers", "address", "storage")
         given = {key: getattr(self, key) for key in resource_keys if getattr(self, key) is not None}
         return dataclasses.replace(
             config,

@@ -52,6 +52,29 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class TrainingScale:
+    """How a training phase ran: ``workers`` data-parallel workers (1: a single process) on
+    ``nodes`` (their addresses), training ``images_per_s`` images per second together in its
+    last epoch (the mean over the trials of a phase with several)."""
+
+    workers: int
+    nodes: tuple[str, ...] = ()
+    images_per_s: float | None = None
+
+    @classmethod
+    def of_metrics(cls, metrics: dict) -> TrainingScale:
+        """The scale a trial's last reported metrics (``workers``, ``nodes``, ``images_per_s``)
+        give."""
+        nodes = str(metrics.get("nodes") or "")
+        speed = metrics.get("images_per_s")
+        return cls(
+            int(metrics.get("workers", 1)),
+            tuple(n for n in nodes.split(",") if n),
+            None if speed is None else float(speed),
+        )
+
+
+@dataclass(frozen=True)
 class SupernetPhase:
     """Phase 1: the supernet's training; ``weights`` is relative to the run directory."""
 
@@ -60,6 +83,7 @@ class SupernetPhase:
     val_accuracy: float | None = None
     weights: str | None = None
     error: str | None = None
+    scale: TrainingScale | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,7 @@ class RetrainPhase:
     status: PhaseStatus
     mode: str
     error: str | None = None
+    scale: TrainingScale | None = None
 
 
 PhaseRecord = Union[SupernetPhase, SearchPhase, RetrainPhase]  # noqa: UP007 (read at run time)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from invnas.config import RunConfig
+from invnas.config import Machine, RunConfig, plan_phases
 from invnas.space.arch import cardinality, stage_cardinality
 from invnas.space.cost import bounds, cost
 from invnas.space.serialize import fixed_arch, space_to_dict
@@ -30,9 +30,11 @@ def data_workers(run: RunConfig) -> dict[str, int]:
     return {way: data.workers_for(cpus, way == "stream") for way in ways}
 
 
-def summarize(space: SearchSpace, run: RunConfig) -> dict:
-    """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
+def summarize(space: SearchSpace, run: RunConfig, machine: Machine | None = None) -> dict:
+    """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run,
+    and what each phase gets on ``machine`` (default: this one) under ``resources``."""
     plain = space_to_dict(space, run)
+    plan = plan_phases(run.resources, run.retrain.top_k, machine or Machine.local())
     return {
         "name": space.name,
         "source": space.source,
@@ -60,4 +62,5 @@ def summarize(space: SearchSpace, run: RunConfig) -> dict:
         "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
         | {"seed": run.seed},
         "data_workers": data_workers(run),
+        "resources": {phase: share.as_dict() for phase, share in plan.named()},
     }

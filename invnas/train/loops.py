@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,16 @@ class NonFiniteLossError(RuntimeError):
 
     def __reduce__(self):  # Ray pickles a trial's exception to hand it to the driver
         return type(self), (self.loss, self.epoch, self.step)
+
+
+class GradientSync(Protocol):
+    """How data-parallel workers combine their steps (see :mod:`invnas.engine.parallel`)."""
+
+    def batch_weight(self, samples: int) -> float:
+        """This worker's share of the step's batch: its loss is weighted by it."""
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Sum the weighted gradients of every worker, before the optimizer steps."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +88,23 @@ def train_epoch(
     scheduler: LRScheduler | None = None,
     epoch: int = 0,
     max_steps: int | None = None,
+    sync: GradientSync | None = None,
+    precision: torch.dtype | None = None,
 ) -> EpochStats:
     """One pass of cross-entropy training over ``loader`` (at most ``max_steps`` batches).
 
     ``forward(x) -> logits`` defaults to ``model(x)``; ``scheduler`` steps after every batch.
     Raises :class:`NonFiniteLossError` (naming ``epoch`` and the step) on a NaN/inf loss,
-    before the bad gradient reaches the weights.
+    before the bad gradient reaches the weights. With ``sync`` this is one data-parallel
+    worker: its gradients are combined with the others' before every optimizer step (the
+    returned statistics are its own). ``precision`` (torch.bfloat16 or torch.float16): the
+    forward passes run under autocast in that dtype (float16 with a gradient scaler made for
+    the epoch); None: full precision.
     """
     forwards = [forward or model]
-    return _train_steps(model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps)
+    return _train_steps(
+        model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps, sync, precision
+    )
 
 
 def train_supernet_epoch(
@@ -96,16 +116,22 @@ def train_supernet_epoch(
     scheduler: LRScheduler | None = None,
     epoch: int = 0,
     max_steps: int | None = None,
+    sync: GradientSync | None = None,
+    precision: torch.dtype | None = None,
 ) -> EpochStats:
     """One epoch of weight-sharing training: per batch, ``sampler.step()`` gives the archs
     (one for uniform sampling, several for fair sampling); the gradients of
     ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
-    The reported loss and accuracy are averaged over the archs of each batch."""
+    The reported loss and accuracy are averaged over the archs of each batch. ``sync`` and
+    ``precision``: as in :func:`train_epoch` (every worker's sampler must give the same
+    archs)."""
 
     def paths() -> list[Forward]:
         return [functools.partial(supernet, arch=arch) for arch in sampler.step()]
 
-    return _train_steps(supernet, loader, optimizer, paths, scheduler, epoch, max_steps)
+    return _train_steps(
+        supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync, precision
+    )
 
 
 def _train_steps(
@@ -116,10 +142,13 @@ def _train_steps(
     scheduler: LRScheduler | None,
     epoch: int,
     max_steps: int | None,
+    sync: GradientSync | None = None,
+    precision: torch.dtype | None = None,
 ) -> EpochStats:
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
     device = device_of(model)
+    scaler = torch.amp.GradScaler(device.type) if precision == torch.float16 else None
     model.train()
     total_loss, correct, seen = 0.0, 0.0, 0
     for step, (images, labels) in enumerate(loader):
@@ -130,15 +159,24 @@ def _train_steps(
         if not forwards:
             raise ValueError("sampler.step() returned no architectures")
         optimizer.zero_grad(set_to_none=True)
+        weight = 1.0 if sync is None else sync.batch_weight(labels.shape[0])
         batch_loss, batch_correct = 0.0, 0
         for forward in forwards:
-            logits = forward(images)
-            loss = F.cross_entropy(logits, labels) / len(forwards)
+            with _autocast(device, precision):
+                logits = forward(images)
+            loss = F.cross_entropy(logits.float(), labels) / len(forwards)
             _check_finite(loss, epoch, step)
-            loss.backward()
+            weighted = loss * weight if sync is not None else loss
+            (scaler.scale(weighted) if scaler is not None else weighted).backward()
             batch_loss += float(loss.detach())
             batch_correct += int((logits.detach().argmax(1) == labels).sum())
-        optimizer.step()
+        if sync is not None:
+            sync.after_backward(model)
+        if scaler is not None:  # skips the step when a scaled gradient overflowed
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         if scheduler is not None:
             scheduler.step()
         batch = labels.shape[0]
@@ -146,6 +184,12 @@ def _train_steps(
         correct += batch_correct / len(forwards)
         seen += batch
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+
+
+def _autocast(device: torch.device, precision: torch.dtype | None):
+    if precision is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=precision)
 
 
 @torch.no_grad()

@@ -33,7 +33,8 @@ def test_test_accuracy_and_latency_come_with_the_last_epoch_only(tiny, data):
     result, reports = _reported(tiny, data, epochs=2)
     first, last = (r.metrics.as_dict() for r in reports)
     assert [r.epoch for r in reports] == [1, 2]
-    assert set(first) == {"epoch", "train_loss", "train_accuracy", "val_accuracy"}
+    assert set(first) == {"epoch", "train_loss", "train_accuracy", "val_accuracy", "images_per_s"}
+    assert first["images_per_s"] > 0
     assert set(last) == set(first) | {"test_accuracy", "latency_ms"}
     assert 0.0 <= last["test_accuracy"] <= 1.0 and last["latency_ms"] > 0
     assert result.last == reports[-1].metrics and result.model is reports[-1].model

@@ -40,7 +40,13 @@ def test_each_epoch_is_reported_once_in_order_and_changes_the_weights(tiny, data
     for report in reports:
         assert report.model is result.model
         metrics = report.metrics.as_dict()
-        assert set(metrics) == {"epoch", "train_loss", "train_accuracy", "val_accuracy"}
+        assert set(metrics) == {
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "images_per_s",
+        }
         assert math.isfinite(metrics["train_loss"])
         assert 0.0 <= metrics["val_accuracy"] <= 1.0
     assert reports[1].scheduler.last_epoch == 2 * data.steps_per_epoch

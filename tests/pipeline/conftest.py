@@ -90,6 +90,16 @@ def two_node_cluster():
     The head hosts no trial, so every trial must run on the other node. Both use a temp dir of
     their own, and teardown stops exactly the processes that mention it (never ``ray stop``,
     which would stop every Ray on the machine)."""
+    yield from _cluster(head_cpus=0, node_cpus=2)
+
+
+@pytest.fixture()
+def two_one_cpu_nodes():
+    """A Ray head and a worker node of one CPU each, on this machine; yields ``HOST:PORT``."""
+    yield from _cluster(head_cpus=1, node_cpus=1)
+
+
+def _cluster(head_cpus: int, node_cpus: int):
     temp = short_tempdir("rc")
     port = _free_port()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
@@ -102,7 +112,7 @@ def two_node_cluster():
                 "--head",
                 f"--port={port}",
                 "--include-dashboard=false",
-                "--num-cpus=0",
+                f"--num-cpus={head_cpus}",
                 *common,
             ],
             env=env,
@@ -111,7 +121,7 @@ def two_node_cluster():
             timeout=120,
         )
         subprocess.run(
-            ["ray", "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", *common],
+            ["ray", "start", f"--address=127.0.0.1:{port}", f"--num-cpus={node_cpus}", *common],
             env=env,
             check=True,
             capture_output=True,

@@ -17,20 +17,7 @@ from .conftest import write_space
 @pytest.mark.slow
 def test_search_on_a_two_node_cluster(two_node_cluster, tmp_path):
     space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2})
-    storage = tmp_path / "shared"
-    # ray start turns token authentication on; a driver given an address presents the token
-    # (~/.ray/auth_token) only when asked to
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
-    command = ["invnas", "search", str(space), "--name", "c", "--storage", str(storage)]
-    finished = subprocess.run(
-        [*command, "--address", two_node_cluster],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    run = storage / "c"
+    run = _search_on(two_node_cluster, space, tmp_path / "shared" / "c")
     results = json.loads((run / "results.json").read_text())
     assert [e["status"] for e in results["phases"].values()] == ["completed"] * 3
     assert results["phases"]["search"]["trials_completed"] == 4
@@ -39,7 +26,23 @@ def test_search_on_a_two_node_cluster(two_node_cluster, tmp_path):
     for result_file in run.glob("search/trial_*/result.json"):
         lines = result_file.read_text().splitlines()
         trial_nodes.update(json.loads(line)["node_id"] for line in lines)
-    assert trial_nodes == {_worker_node_id(two_node_cluster, env)}
+    assert trial_nodes == {_worker_node_id(two_node_cluster, _ENV)}
+
+
+# ray start turns token authentication on; a driver given an address presents the token
+# (~/.ray/auth_token) only when asked to
+_ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+
+
+def _search_on(address: str, space, run):
+    """``invnas search`` of ``space`` into the run directory ``run`` on the cluster at
+    ``address``; ``run`` once it finished."""
+    command = ["invnas", "search", str(space), "--name", run.name, "--storage", str(run.parent)]
+    finished = subprocess.run(
+        [*command, "--address", address], env=_ENV, capture_output=True, text=True, timeout=900
+    )
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    return run
 
 
 def _worker_node_id(address: str, env: dict[str, str]) -> str:
@@ -54,3 +57,17 @@ def _worker_node_id(address: str, env: dict[str, str]) -> str:
     assert listed.returncode == 0, listed.stderr[-3000:]
     (node_id,) = listed.stdout.split()
     return node_id
+
+
+@pytest.mark.slow
+def test_two_workers_are_placed_on_both_nodes(two_one_cpu_nodes, tmp_path):
+    space = write_space(
+        tmp_path,
+        search={"trials": 2},
+        resources={"train_workers": 2, "cpus_per_worker": 1, "cpus_per_trial": 1},
+    )
+    run = _search_on(two_one_cpu_nodes, space, tmp_path / "shared" / "w")
+    phases = json.loads((run / "results.json").read_text())["phases"]
+    for phase in ("supernet", "retrain"):
+        scale = phases[phase]["scale"]
+        assert scale["workers"] == 2 and len(scale["nodes"]) == 2, scale  # one worker per node

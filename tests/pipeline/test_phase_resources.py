@@ -1,0 +1,132 @@
+"""What each phase gets: the supernet the whole machine, search trials their share, retraining
+its own setting; ``invnas validate`` shows it and a run that cannot be placed stops at once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from invnas.cli import main
+from invnas.config import Machine, PhaseResources, ResourcesConfig, plan_phases
+from invnas.pipeline.context import TrialContext
+from invnas.pipeline.ray_session import check_resources, largest_node
+from invnas.space.loader import load_space_file
+
+from .conftest import TINY, write_space
+
+LAPTOP = Machine(cpus=2.0)
+GPU_BOX = Machine(cpus=16.0, gpus=4.0)
+
+
+def test_the_supernet_gets_the_whole_machine_and_search_trials_their_share():
+    plan = plan_phases(ResourcesConfig(cpus_per_trial=1), top_k=3, machine=LAPTOP)
+    assert plan.supernet == PhaseResources(2.0, 0.0, 1, "whole machine")
+    assert plan.search == PhaseResources(1.0, 0.0, 1, "per trial")
+    assert plan.retrain == PhaseResources(1.0, 0.0, 1, "per trial")  # 3 trials side by side
+
+
+def test_a_single_retrained_architecture_gets_the_whole_machine():
+    plan = plan_phases(ResourcesConfig(), top_k=1, machine=LAPTOP)
+    assert plan.retrain == PhaseResources(2.0, 0.0, 1, "whole machine")
+
+
+def test_explicit_phase_settings_win():
+    resources = ResourcesConfig(
+        supernet_cpus=1.5, supernet_gpus=0, retrain_cpus=0.5, retrain_gpus=0.0
+    )
+    plan = plan_phases(resources, top_k=1, machine=GPU_BOX)
+    assert plan.supernet == PhaseResources(1.5, 0.0, 1, "supernet_cpus")
+    assert plan.retrain == PhaseResources(0.5, 0.0, 1, "retrain_cpus")
+
+
+def test_every_gpu_of_the_machine_trains_the_supernet_by_default():
+    plan = plan_phases(ResourcesConfig(), top_k=2, machine=GPU_BOX)
+    assert plan.supernet == PhaseResources(4.0, 1.0, 4, "whole machine")  # one worker per GPU
+    assert plan.retrain == PhaseResources(1.0, 0.0, 1, "per trial")
+
+
+def test_workers_split_the_phase_share_or_take_their_own():
+    plan = plan_phases(ResourcesConfig(train_workers=2), top_k=1, machine=LAPTOP)
+    assert (plan.supernet.workers, plan.supernet.cpus, plan.supernet.total_cpus) == (2, 1.0, 2.0)
+    own = ResourcesConfig(train_workers=3, cpus_per_worker=4, gpus_per_worker=1)
+    plan = plan_phases(own, top_k=2, machine=GPU_BOX)
+    assert plan.supernet == PhaseResources(4.0, 1.0, 3, "whole machine")
+    assert plan.retrain == PhaseResources(4.0, 1.0, 3, "per trial")
+    assert plan.search == PhaseResources(1.0, 0.0, 1, "per trial")
+
+
+def test_workers_sharing_a_gpu_are_refused():
+    with pytest.raises(ValueError, match="train_workers: 2 workers would share GPUs"):
+        plan_phases(ResourcesConfig(train_workers=2), top_k=1, machine=Machine(8.0, 1.0))
+
+
+def test_a_trial_uses_its_phase_share_for_threads_and_tune_resources():
+    space, run = load_space_file(TINY)
+    context = TrialContext(space, run, None)
+    whole = context.for_phase(PhaseResources(2.0, 0.0, 1, "whole machine"))
+    assert whole.trial_resources() == {"cpu": 2.0, "gpu": 0.0}
+    previous = torch.get_num_threads()
+    try:
+        assert whole.setup() == torch.device("cpu") and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert whole.latency_threads == 1  # as the search trials measure it
+    parallel = context.for_phase(PhaseResources(1.0, 0.0, 2))
+    assert parallel.trial_resources() == {"CPU": 0, "memory": 1}  # only the workers' driver
+
+
+def test_validate_shows_what_each_phase_gets(tmp_path, capsys):
+    space = write_space(tmp_path, resources={"train_workers": 2, "retrain_cpus": 1})
+    assert main(["validate", "--json", str(space)]) == 0
+    shares = json.loads(capsys.readouterr().out)["resources"]
+    cpus = float(Machine.local().cpus)
+    assert shares["supernet"] == {
+        "workers": 2,
+        "cpus_per_worker": cpus / 2,
+        "gpus_per_worker": 0.0,
+        "cpus": cpus,
+        "gpus": 0.0,
+        "source": "whole machine",
+    }
+    assert shares["search"]["workers"] == 1 and shares["search"]["cpus"] == 1.0
+    assert shares["retrain"]["cpus"] == 1.0 and shares["retrain"]["source"] == "retrain_cpus"
+    assert main(["validate", str(space)]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("resources:")]
+    assert len(lines) == 3
+    assert f"2 workers of {cpus / 2:g} CPU" in lines[0] and "(whole machine)" in lines[0]
+    assert "1 CPU per trial" in lines[1]
+    assert "2 workers of 0.5 CPUs = 1 CPU (retrain_cpus)" in lines[2]
+
+
+def test_validate_refuses_workers_sharing_a_gpu(tmp_path, capsys):
+    space = write_space(tmp_path, resources={"train_workers": 2, "supernet_gpus": 1})
+    assert main(["validate", str(space)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would share GPUs" in err[0]
+
+
+def test_more_workers_than_the_cluster_places_is_refused(local_ray):
+    machine = largest_node()
+    assert machine.cpus == 2.0
+    check_resources(plan_phases(ResourcesConfig(train_workers=2), 1, machine))  # fits
+    too_many = plan_phases(ResourcesConfig(train_workers=3, cpus_per_worker=1), 1, machine)
+    with pytest.raises(ValueError, match="train_workers: 3 workers of 1 CPUs .* can place 2"):
+        check_resources(too_many)
+    with pytest.raises(ValueError, match="resources.supernet_cpus: 4 CPUs"):
+        check_resources(plan_phases(ResourcesConfig(supernet_cpus=4), 1, machine))
+
+
+def test_the_cli_stops_before_any_work_when_workers_cannot_be_placed(
+    local_ray, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path, resources={"cpus_per_worker": 1})
+    code = main(["search", str(space), "--train-workers", "5", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("invnas: resources.train_workers: 5 workers") and "place 2" in err[0]
+    assert not any((tmp_path / "r").iterdir())
+    assert main(["search", str(space), "--train-workers", "0"]) == 2
+    assert "--train-workers: 0" in capsys.readouterr().err

@@ -47,18 +47,26 @@ def _free_port() -> int:
 
 
 def _pids_using(marker: str) -> list[int]:
-    """PIDs of the processes whose command line mentions ``marker`` (our unique temp dir)."""
+    """PIDs of the processes whose command line mentions ``marker`` (our unique temp dir), or
+    that hold a file under it open (Ray's agents rename their command line)."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             command = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if marker in command and int(entry.name) != os.getpid():
+        if marker in command or _holds_file_under(entry, marker):
             pids.append(int(entry.name))
     return pids
+
+
+def _holds_file_under(process: Path, marker: str) -> bool:
+    try:
+        return any(marker in os.readlink(fd) for fd in (process / "fd").iterdir())
+    except OSError:  # gone, or another user's
+        return False
 
 
 def _stop(pids: list[int]) -> None:

@@ -20,8 +20,7 @@ from invnas.pipeline.workers import TRAIN_DIR, checkpoint_epoch
 from invnas.rundir import PhaseStatus, TrainingScale
 from invnas.space.loader import load_space
 
-from .conftest import write_space
-from .test_resume import ray_tmpdir, start_search, wait_for  # noqa: F401 (a fixture)
+from .conftest import start_search, wait_for, write_space
 
 
 def _train_checkpoints(run: Path, phase: str) -> list[Path]:

@@ -94,7 +94,7 @@ def one_search(
     from invnas.strategy.suggest import suggest_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = cache / digest(space, config)  # evaluations of this space and supernet only
+    cache = cache / digest(space, config, "supernet", "search")  # this supernet's scores
     memo_file = cache / f"evaluations-{sampler_name}-{seed}.json"
     evaluator = Evaluator(space, config, weights, memo_file)
     suggest = functools.partial(

@@ -96,7 +96,8 @@ def markdown(result: dict) -> str:
     )
     lines = [head + " |", "|" + " --- |" * (3 + 2 * len(threads))]
     for row in result["rows"]:
-        cells = [row["arch"].replace("|", "\\|"), f"{row['params'] / 1e3:.0f}K", f"{row['macs'] / 1e6:.1f}"]
+        arch = row["arch"].replace("|", "\\|")  # a table cell
+        cells = [arch, f"{row['params'] / 1e3:.0f}K", f"{row['macs'] / 1e6:.1f}"]
         for t in threads:
             cells += [f"{row[f'images_per_s_{t}t']:.0f}", f"{row[f'epoch_s_{t}t']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")

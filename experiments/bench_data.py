@@ -3,8 +3,10 @@
 For generated ImageFolders of 2,000 and 20,000 64x64 PNG images (10 classes of tinted noise,
 written once under --dir), it reports:
 
-- the training loader's images/s (``data.loading: stream``, batch 64, input 32x32) with 0, 1
-  and 2 DataLoader workers, over at most --batches batches after one warm-up batch;
+- the training loader's images/s (``data.loading: stream``, batch 64, input 32x32, one torch
+  thread in the main process) with 0, 1 and 2 DataLoader workers, over at most --batches
+  batches after one warm-up batch: the median of --repeats measurements (the machine is shared
+  and noisy), and each of them;
 - the peak resident memory (ru_maxrss of the process plus that of its largest worker) of a
   fresh process that loads the splits streamed and trains a tiny supernet for one epoch with
   2 workers.
@@ -13,7 +15,7 @@ Targets (issue 12): peak memory at 20,000 images within 50 MB of that at 2,000; 
 2 workers at least 1.5x that with 0 on 2 cores.
 
     python experiments/bench_data.py                  # writes experiments/results/bench_data.json
-    python experiments/bench_data.py --sizes 500 --batches 5   # smoke run
+    python experiments/bench_data.py --sizes 500 --batches 5 --repeats 1   # smoke run
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -77,9 +80,13 @@ def _splits(folder: Path):
 
 
 def throughput(folder: Path, workers: int, batches: int) -> float:
-    """Images/s of the streamed training loader with ``workers`` worker processes."""
+    """Images/s of the streamed training loader with ``workers`` worker processes; the main
+    process runs one torch thread, as a one-CPU trial does (workers always run one)."""
+    import torch
+
     from invnas.data import make_loader
 
+    torch.set_num_threads(1)
     _, run, splits = _splits(folder)
     loader = make_loader(splits.train, run.data.batch_size, True, 0, num_workers=workers)
     iterator = iter(loader)
@@ -97,7 +104,7 @@ def one_epoch(folder: Path) -> dict:
     import torch
 
     from invnas.data import make_loader
-    from invnas.nn import Supernet, make_sampler
+    from invnas.nn import Supernet, make_path_sampler
     from invnas.train import make_optimizer, train_supernet_epoch
 
     torch.set_num_threads(1)
@@ -106,7 +113,9 @@ def one_epoch(folder: Path) -> dict:
     loader = make_loader(splits.train, run.data.batch_size, True, 0, num_workers=2)
     optimizer = make_optimizer(supernet, lr=0.05, momentum=0.9, weight_decay=5e-5)
     start = time.perf_counter()
-    stats = train_supernet_epoch(supernet, loader, optimizer, make_sampler("uniform", space, 0))
+    stats = train_supernet_epoch(
+        supernet, loader, optimizer, make_path_sampler("uniform", space, seed=0)
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
@@ -121,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=5, help="throughput measurements per case")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/invnas_bench_data"))
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_data.json"))
     parser.add_argument("--epoch-of", type=Path, help=argparse.SUPPRESS)  # the child process
@@ -133,9 +143,12 @@ def main() -> None:
         folder = make_folder(args.dir / str(count), count)
         case = {"images": count}
         for workers in (0, 1, 2):
-            case[f"images_per_s_{workers}_workers"] = round(
-                throughput(folder, workers, args.batches), 1
-            )
+            runs = [throughput(folder, workers, args.batches) for _ in range(args.repeats)]
+            case[f"images_per_s_{workers}_workers"] = round(statistics.median(runs), 1)
+            case[f"images_per_s_{workers}_workers_runs"] = [round(r, 1) for r in runs]
+        case["speedup_2_workers"] = round(
+            case["images_per_s_2_workers"] / case["images_per_s_0_workers"], 2
+        )
         child = [sys.executable, __file__, "--epoch-of", str(folder)]
         case["supernet_epoch"] = json.loads(subprocess.check_output(child, text=True))
         print(json.dumps(case), flush=True)

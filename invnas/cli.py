@@ -170,9 +170,27 @@ def _print_summary(space: SearchSpace, run: RunConfig, summary: dict) -> None:
         f"run: data {run.data.dataset}, supernet {run.supernet.epochs} epochs, "
         f"search {run.search.sampler} x {run.search.trials} trials on "
         f"{', '.join(run.search.objectives)}, retrain top {run.retrain.top_k} for "
-        f"{run.retrain.epochs} epochs",
+        f"{run.retrain.epochs} epochs\n"
+        f"data: {_workers_text(run, summary['data_workers'])}",
         highlight=False,
     )
+
+
+def _workers_text(run: RunConfig, workers: dict[str, int]) -> str:
+    held = {"memory": "images in memory", "stream": "images streamed from their files"}
+    if len(workers) == 1:
+        ((way, count),) = workers.items()
+        text = f"{count} DataLoader workers ({held[way]})"
+    elif len(set(workers.values())) == 1:
+        text = f"{workers['memory']} DataLoader workers"
+    else:
+        text = (
+            f"{workers['memory']} DataLoader workers in memory, {workers['stream']} if streamed "
+            "(above 1 GiB decoded)"
+        )
+    if run.data.workers is None:
+        text += f", data.workers auto for {run.resources.cpus_per_trial:g} CPUs per trial"
+    return text
 
 
 # --- invnas search / invnas resume -----------------------------------------------------------
@@ -267,10 +285,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run_with_progress(start: Callable) -> int:
     """Run a search with progress on stderr and its summary on stdout; exit 0 when every
-    phase completed, 1 when one failed, 130 when interrupted (then resumable)."""
+    phase completed, 1 when one failed (or the disk is full), 130 when interrupted (then
+    resumable)."""
     from rich.console import Console
 
-    from invnas.pipeline.driver import PhaseInterrupted
+    from invnas.pipeline.driver import OutOfDiskSpace, PhaseInterrupted
     from invnas.pipeline.progress import LiveProgressDisplay, ProgressDisplay, showing
     from invnas.reporting import run_summary
 
@@ -282,6 +301,9 @@ def _run_with_progress(start: Callable) -> int:
     except PhaseInterrupted as stop:
         print(f"invnas: interrupted; resume with: invnas resume {stop.run_path}", file=sys.stderr)
         return stop.exit_code
+    except OutOfDiskSpace as full:
+        print(f"invnas: {full}", file=sys.stderr)
+        return 1
     out = Console()
     if not out.is_terminal:
         out.width = 160

@@ -17,13 +17,30 @@ def positive(**extra) -> dict:
     return {"min": 1, **extra}
 
 
+# datasets of photographs, the ones data.augment: photo applies to
+PHOTO_DATASETS = ("cifar10", "cifar100", "imagefolder")
+# data.workers: auto never starts more DataLoader workers than this
+MAX_AUTO_WORKERS = 4
+# data.augment's former true / false
+AUGMENT_ALIASES = {True: "crop_flip", False: "none"}
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are split (splits are fixed by the seed).
+    """Where the images come from, how they are split (splits are fixed by the seed) and
+    augmented.
+
+    ``augment``: ``none``; ``crop_flip`` pads by 1/8 of the size, crops back at a random offset
+    and mirrors half the images (never handwriting: digits, mnist); ``photo`` (photo datasets
+    only) trains on random resized crops (8-100% of the area, aspect 3/4-4/3) mirrored half the
+    time and evaluates on the centre crop (the image resized to size / 0.875, its centre
+    size x size). ``true`` / ``false`` still mean ``crop_flip`` / ``none``.
 
     ``loading`` (ImageFolder only): ``memory`` decodes every image up front, ``stream`` keeps
-    the file list and decodes each batch when it is asked for (in ``num_workers`` DataLoader
+    the file list and decodes each batch when it is asked for (in ``workers`` DataLoader
     processes), ``auto`` streams when the decoded images would take more than 1 GiB.
+    ``workers`` (formerly ``num_workers``, still read from a space file): DataLoader worker
+    processes; ``auto`` (null) chooses from the trial's CPUs (see :meth:`workers_for`).
     """
 
     dataset: Literal[
@@ -33,10 +50,27 @@ class DataConfig:
     val_fraction: float = field(default=0.1, metadata={"exclusive_min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.2, metadata={"exclusive_min": 0.0, "max": 0.5})
     batch_size: int = field(default=64, metadata=positive(max=65536))
-    augment: bool = False
+    augment: Literal["none", "crop_flip", "photo"] = field(
+        default="none", metadata={"aliases": AUGMENT_ALIASES}
+    )
     synthetic_samples: int = field(default=512, metadata=positive(max=1_000_000))
-    num_workers: int = field(default=0, metadata={"min": 0, "max": 64})
+    workers: int | None = field(
+        default=None,
+        metadata={"min": 0, "max": 64, "aliases": {"auto": None}, "renamed_from": "num_workers"},
+    )
     loading: Literal["auto", "memory", "stream"] = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # the Python API's former augment=True / False
+            object.__setattr__(self, "augment", AUGMENT_ALIASES[self.augment])
+
+    def workers_for(self, cpus: float, streamed: bool) -> int:
+        """DataLoader workers for a trial with ``cpus`` CPUs: ``workers`` when given, else for
+        ``streamed`` images ``min(cpus - 1, 4)`` (one CPU trains, the others decode), and 0
+        for images in memory (a worker would only copy them)."""
+        if self.workers is not None:
+            return self.workers
+        return min(max(int(cpus) - 1, 0), MAX_AUTO_WORKERS) if streamed else 0
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,42 @@ def test_json_summary(name, capsys):
     assert summary["stages"][0]["ops"] == [op.code for op in space.stages[0].ops.candidates()]
 
 
+@pytest.mark.parametrize(
+    ("data", "cpus", "line", "workers"),
+    [
+        (
+            "{}",
+            4,
+            "0 DataLoader workers (images in memory), data.workers auto for 4",
+            {"memory": 0},
+        ),
+        (
+            "{dataset: imagefolder, path: x, loading: stream}",
+            4,
+            "3 DataLoader workers (images streamed from their files), data.workers auto for 4",
+            {"stream": 3},
+        ),
+        (
+            "{dataset: imagefolder, path: x}",
+            2,
+            "0 DataLoader workers in memory, 1 if streamed (above 1 GiB decoded), data.workers",
+            {"memory": 0, "stream": 1},
+        ),
+        ("{num_workers: 2}", 4, "data: 2 DataLoader workers (images in memory)\n", {"memory": 2}),
+    ],
+)
+def test_validate_shows_the_data_workers(tmp_path, capsys, data, cpus, line, workers):
+    text = (search_spaces_dir() / "quickstart.yaml").read_text().split("\ndata:")[0]
+    path = tmp_path / "space.yaml"
+    path.write_text(f"{text}\ndata: {data}\nresources: {{cpus_per_trial: {cpus}}}\n")
+    if "imagefolder" in data:
+        path.write_text(path.read_text().replace("{channels: 1,", "{channels: 3,"))
+    assert main(["validate", str(path)]) == 0
+    assert line in capsys.readouterr().out
+    assert main(["validate", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["data_workers"] == workers
+
+
 def test_json_of_a_fixed_space_gives_its_exact_cost(capsys):
     path = search_spaces_dir() / "rednet26.yaml"
     assert main(["validate", "--json", str(path)]) == 0

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from invnas.data.augment import RandomCropFlip
+from invnas.data.augment import BatchTransform
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ class ImageTensorDataset(Dataset):
     """Images of a pool, each returned as a normalised float tensor ``(C, size, size)``.
 
     Per batch of indices the pool's images are read (decoded, for files), scaled to ``[0, 1]``,
-    resized to ``size``, replicated from 1 to ``channels`` channels if asked, augmented (if
-    ``augment``) and normalised with ``mean``/``std``. Items are ``(image, label)`` pairs.
+    resized to ``size``, replicated from 1 to ``channels`` channels if asked, transformed by
+    ``augment`` (a training augmentation or an evaluation crop) if given, and normalised with
+    ``mean``/``std``. Items are ``(image, label)`` pairs.
     """
 
     def __init__(
@@ -127,7 +128,7 @@ class ImageTensorDataset(Dataset):
         channels: int,
         mean: Sequence[float],
         std: Sequence[float],
-        augment: RandomCropFlip | None = None,
+        augment: BatchTransform | None = None,
     ) -> None:
         if channels != pool.channels and not (pool.channels == 1 and channels == 3):
             raise ValueError(f"cannot present {pool.channels}-channel images as {channels}")

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invnas.config import DataConfig
-from invnas.data.augment import default_augment
+from invnas.config import PHOTO_DATASETS, DataConfig
+from invnas.data.augment import BatchTransform, split_transforms
 from invnas.data.images import ImagePool, ImageTensorDataset, channel_stats
 from invnas.data.mnist import FASHION_MNIST_DIR, IDX_DATASETS
 from invnas.space.spec import InputSpec
@@ -42,6 +42,13 @@ class DatasetSplits:
     class_names: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are decoded per batch from files rather than held in memory."""
+        from invnas.data.stream import ImageFiles
+
+        return isinstance(self.train.pool, ImageFiles)
 
 
 def stratified_split(
@@ -203,6 +210,15 @@ def _split_parts(
     return parts
 
 
+def _transforms(config: DataConfig, size: int) -> dict[str, BatchTransform | None]:
+    if config.augment == "photo" and config.dataset not in PHOTO_DATASETS:
+        raise ValueError(
+            f"data.augment: 'photo' is for datasets of photographs ({', '.join(PHOTO_DATASETS)}), "
+            f"not {config.dataset!r}; use 'none' or 'crop_flip'"
+        )
+    return split_transforms(config.augment, size, flip=config.dataset not in UNFLIPPABLE)
+
+
 def load_splits(
     config: DataConfig,
     input: InputSpec,
@@ -221,8 +237,10 @@ def load_splits(
     ``t10k`` files, an ImageFolder ``test/``)
     keeps it, and the validation split is carved from training by ``config.val_fraction``;
     otherwise all three come from one pool by ``val_fraction`` / ``test_fraction``.
-    Augmentation (``config.augment``) applies to the training split only: random crop with
-    padding, plus horizontal flips except for handwriting (``digits``, ``mnist``).
+    ``config.augment``: ``crop_flip`` augments the training split with a random crop with
+    padding, plus horizontal flips except for handwriting (``digits``, ``mnist``); ``photo``
+    (photo datasets only) with random resized crops and flips, and evaluates the validation
+    and test splits on their centre crops.
     """
     classes = num_classes if num_classes is not None else DEFAULT_SYNTHETIC_CLASSES
     parts = _split_parts(_read_parts(config, input, seed, root, classes), config, seed)
@@ -236,7 +254,7 @@ def load_splits(
     mean, std = _train_stats(parts["train"])
     if input.channels != data_channels:
         mean, std = mean * input.channels, std * input.channels
-    augment = default_augment(input.size, flip=config.dataset not in UNFLIPPABLE)
+    transforms = _transforms(config, input.size)
 
     def dataset(split: str) -> ImageTensorDataset:
         return ImageTensorDataset(
@@ -245,7 +263,7 @@ def load_splits(
             channels=input.channels,
             mean=mean,
             std=std,
-            augment=augment if config.augment and split == "train" else None,
+            augment=transforms[split],
         )
 
     class_names = parts["train"].class_names

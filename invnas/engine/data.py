@@ -3,11 +3,13 @@ them with."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch.utils.data import DataLoader
 
 from invnas.config import DataConfig, RunConfig
@@ -25,13 +27,21 @@ class SeededData:
     """The splits of a run's dataset and how they are batched.
 
     ``seed`` is the run's seed: it fixed the splits, and the engine derives its other random
-    streams (training order, BatchNorm calibration batches, sampled paths) from it.
+    streams (training order, BatchNorm calibration batches, sampled paths) from it. ``workers``
+    DataLoader processes prepare the batches; ``pin_memory`` puts them in page-locked memory
+    (see :meth:`on`).
     """
 
     splits: DatasetSplits
     seed: int
     batch_size: int
-    num_workers: int = 0
+    workers: int = 0
+    pin_memory: bool = False
+
+    def on(self, device: torch.device) -> SeededData:
+        """These data batched for a model on ``device``: pinned memory for CUDA, so that
+        the loops' non-blocking copies overlap the computation."""
+        return dataclasses.replace(self, pin_memory=torch.device(device).type == "cuda")
 
     def train_loader(self, seed: int) -> DataLoader:
         """Shuffled training batches in an order fixed by ``seed``."""
@@ -40,7 +50,8 @@ class SeededData:
             self.batch_size,
             shuffle=True,
             seed=seed,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
+            pin_memory=self.pin_memory,
         )
 
     def eval_loader(self, split: Split) -> DataLoader:
@@ -50,7 +61,8 @@ class SeededData:
             max(EVAL_BATCH_SIZE, self.batch_size),
             shuffle=False,
             seed=0,
-            num_workers=self.num_workers,
+            num_workers=self.workers,
+            pin_memory=self.pin_memory,
         )
 
     def calibration_loader(self) -> DataLoader:
@@ -70,15 +82,24 @@ def _cached_splits(
     return load_splits(data, input, seed, Path(root) if root else None, num_classes=num_classes)
 
 
-def load_data(space: SearchSpace, config: RunConfig, root: str | Path | None = None) -> SeededData:
+def load_data(
+    space: SearchSpace,
+    config: RunConfig,
+    root: str | Path | None = None,
+    *,
+    cpus: float | None = None,
+) -> SeededData:
     """The splits of ``config.data`` for ``space``'s input, fixed by ``config.seed`` (a relative
-    ``data.path`` is taken from ``root``). Splits are read once per process and reused."""
+    ``data.path`` is taken from ``root``). Splits are read once per process and reused. The
+    loaders use ``data.workers`` processes, by default as many as suit ``cpus`` (the trial's
+    CPUs; default ``resources.cpus_per_trial``) and the way the images are held."""
     splits = _cached_splits(
         config.data, space.input, config.seed, str(root) if root else None, space.num_classes
     )
+    cpus = config.resources.cpus_per_trial if cpus is None else cpus
     return SeededData(
         splits=splits,
         seed=config.seed,
         batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
+        workers=config.data.workers_for(cpus, splits.streamed),
     )

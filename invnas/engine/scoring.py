@@ -17,7 +17,7 @@ from invnas.space.arch import Arch
 from invnas.space.cost import cost
 from invnas.space.spec import SearchSpace
 from invnas.train.latency import measure_latency_ms
-from invnas.train.loops import evaluate
+from invnas.train.loops import device_of, evaluate
 
 LATENCY_REPEATS = 20
 
@@ -51,7 +51,7 @@ def inherited_model(
     model = supernet.extract(arch)
     if device is not None:
         model = model.to(device)
-    used = recalibrate_bn(model, data.calibration_loader(), bn_batches)
+    used = recalibrate_bn(model, data.on(device_of(model)).calibration_loader(), bn_batches)
     return InheritedModel(model, used)
 
 
@@ -92,7 +92,7 @@ def score_arch(
     """
     inherited = inherited_model(supernet, arch, data, bn_batches, device)
     model = inherited.model
-    stats = evaluate(model, data.eval_loader(split))
+    stats = evaluate(model, data.on(device_of(model)).eval_loader(split))
     counted = cost(supernet.space, arch)
     latency = None
     if measure_latency:

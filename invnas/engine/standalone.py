@@ -64,6 +64,7 @@ def train_standalone(
     (``latency_threads`` threads). With 0 epochs the initial model is scored as epoch 1.
     ``resume_from`` (a ``training.pt`` checkpoint) continues after its epoch.
     """
+    data = data.on(device)
     seed_everything(seed)
     model = initial_model(
         space,

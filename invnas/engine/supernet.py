@@ -64,6 +64,7 @@ def train_supernet(
         result = train_supernet(space, config.supernet, data, torch.device("cpu"),
                                 bn_batches=config.search.bn_batches, on_epoch=print)
     """
+    data = data.on(device)
     seed_everything(derive_seed(data.seed, "supernet-init"))
     supernet = Supernet(space).to(device)
     optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)

@@ -64,7 +64,7 @@ def recalibrate_bn(
             if used >= num_batches:
                 break
             x = _inputs(batch)
-            forward(x if device is None else x.to(device))
+            forward(x if device is None else x.to(device, non_blocking=True))
             used += 1
     finally:
         for module, training in modes.items():

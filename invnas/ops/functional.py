@@ -9,13 +9,13 @@ from types import ModuleType
 import torch
 
 from invnas.ops import library  # noqa: F401  (registers the invnas:: custom ops)
+from invnas.ops.backends import Geometry, Pair, geometry_of
 from invnas.ops.backends import cpu as cpu_backend
 from invnas.ops.backends.reference import involution_reference
 from invnas.ops.backends.torch_backend import involution_torch
 
-Pair = tuple[int, int]
 IntOrPair = int | tuple[int, int]
-BackendFn = Callable[[torch.Tensor, torch.Tensor, Pair, Pair, Pair, Pair], torch.Tensor]
+BackendFn = Callable[[torch.Tensor, torch.Tensor, Geometry], torch.Tensor]
 
 ENV_VAR = "INVNAS_INVOLUTION_BACKEND"
 BACKENDS = ("reference", "torch", "cpu", "cupy")
@@ -185,20 +185,14 @@ def involution(
     expected = (b, groups, k[0] * k[1], ho, wo)
     if tuple(weight.shape) != expected:
         raise ValueError(f"weight: expected shape {expected}, got {tuple(weight.shape)}")
-    return run_backend(resolve_backend(backend, input), input, weight, k, s, p, d)
+    return run_backend(resolve_backend(backend, input), input, weight, geometry_of(k, s, p, d))
 
 
 def run_backend(
-    name: str,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
+    name: str, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
 ) -> torch.Tensor:
     """Run backend ``name`` (as returned by :func:`resolve_backend`) without checking the
     arguments, for callers that made ``weight`` for ``input`` themselves (as
-    :class:`Involution2d` does) and pass normalised pairs: on small feature maps the checks of
-    :func:`involution` cost more than the op itself."""
-    return _IMPLEMENTATIONS[name](input, weight, kernel_size, stride, padding, dilation)
+    :class:`Involution2d` does) and pass the flat geometry of normalised pairs: on small feature
+    maps the checks of :func:`involution` cost more than the op itself."""
+    return _IMPLEMENTATIONS[name](input, weight, geometry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from invnas.ops.backends import geometry_of
 from invnas.ops.backends.cpu import stride_pool_cpu
 from invnas.ops.functional import (
     IntOrPair,
@@ -125,15 +126,8 @@ class Involution2d(nn.Module):
         backend = resolve_backend(self.backend, x)
         # The generated weight always fits x (odd kernel, "same" padding, pooled by the stride),
         # so the functional op's argument checks are skipped.
-        return run_backend(
-            backend,
-            x,
-            self.kernels(x, backend),
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-        )
+        geometry = geometry_of(self.kernel_size, self.stride, self.padding, self.dilation)
+        return run_backend(backend, x, self.kernels(x, backend), geometry)
 
     def extra_repr(self) -> str:
         text = (

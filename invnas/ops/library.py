@@ -13,15 +13,14 @@ torch.Size([2, 8, 6, 6])
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from invnas.ops.backends import Geometry, torch_backend
 from invnas.ops.backends import cpu as cpu_backend
-from invnas.ops.backends import torch_backend
-from invnas.ops.backends.torch_backend import Geometry
 
 KERNELS_CPU = "cpu"
 KERNELS = (KERNELS_CPU, "torch")  # values of the ops' ``kernels`` argument
@@ -59,59 +58,42 @@ def forward_kernel(
 involution_op = torch.library.custom_op("invnas::involution", forward_kernel, mutates_args=())
 
 
-def _backward(
-    which: str,
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels."""
-    flat = _geometry(geometry)
-    ext = _native(input) if kernels == KERNELS_CPU else None
-    if ext is None:
-        return getattr(torch_backend, which)(grad_out, input, weight, flat)
-    tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
-    return getattr(ext, which)(*tensors, *flat)
+def _backward_pair(which: str) -> tuple[Callable[..., torch.Tensor], Any]:
+    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels, as a
+    plain function and as the custom op ``invnas::involution_<which>`` (whose fake is a
+    contiguous tensor shaped like the input or the weight)."""
+
+    def kernel(
+        grad_out: torch.Tensor,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        geometry: Sequence[int],
+        kernels: str,
+    ) -> torch.Tensor:
+        flat = _geometry(geometry)
+        ext = _native(input) if kernels == KERNELS_CPU else None
+        if ext is None:
+            return getattr(torch_backend, which)(grad_out, input, weight, flat)
+        tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
+        return getattr(ext, which)(*tensors, *flat)
+
+    def fake(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
+        like = input if which == "backward_input" else weight
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+
+    op = torch.library.custom_op(f"invnas::involution_{which}", kernel, mutates_args=())
+    op.register_fake(fake)
+    return kernel, op
 
 
-@torch.library.custom_op("invnas::involution_backward_input", mutates_args=())
-def _backward_input_op(
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    return _backward("backward_input", grad_out, input, weight, geometry, kernels)
-
-
-@torch.library.custom_op("invnas::involution_backward_weight", mutates_args=())
-def _backward_weight_op(
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    geometry: Sequence[int],
-    kernels: str,
-) -> torch.Tensor:
-    return _backward("backward_weight", grad_out, input, weight, geometry, kernels)
+_backward_input, _backward_input_op = _backward_pair("backward_input")
+_backward_weight, _backward_weight_op = _backward_pair("backward_weight")
 
 
 @involution_op.register_fake
 def _(input, weight, kernel_size, stride, padding, dilation, kernels):  # type: ignore[no-untyped-def]
     b, c = input.shape[:2]
     return input.new_empty((b, c, *weight.shape[-2:]))
-
-
-@_backward_input_op.register_fake
-def _(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
-    return torch.empty_like(input, memory_format=torch.contiguous_format)
-
-
-@_backward_weight_op.register_fake
-def _(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
-    return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 
 def _setup_involution(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
@@ -131,9 +113,9 @@ def involution_grads(
     args = (grad_out, input, weight, ctx.geometry, ctx.kernels)
     grad_input = grad_weight = None
     if ctx.needs_input_grad[0]:
-        grad_input = _backward("backward_input", *args) if direct else _backward_input_op(*args)
+        grad_input = (_backward_input if direct else _backward_input_op)(*args)
     if ctx.needs_input_grad[1]:
-        grad_weight = _backward("backward_weight", *args) if direct else _backward_weight_op(*args)
+        grad_weight = (_backward_weight if direct else _backward_weight_op)(*args)
     return grad_input, grad_weight
 
 

@@ -73,4 +73,4 @@ class TrialContext:
     def data(self) -> SeededData:
         """The dataset's seeded splits and loaders; read once per process, since Tune reuses
         a trial's worker process for the next trial."""
-        return load_data(self.space, self.run, self.data_root)
+        return load_data(self.space, self.run, self.data_root, cpus=self.cpus)

@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from invnas.pipeline.ray_session import (
     check_storage_on_nodes,
     ray_session,
     resolve_storage,
+    session_processes,
+    stop_processes,
 )
 from invnas.pipeline.signals import catching_signals
 from invnas.rundir import (
@@ -43,6 +45,7 @@ from invnas.rundir import (
     empty_results,
     open_run,
 )
+from invnas.rundir.disk import disk_full_message
 from invnas.rundir.info import check_same_settings, settings_digest
 from invnas.space.spec import SearchSpace
 from invnas.strategy.objectives import objectives_of
@@ -51,6 +54,11 @@ from invnas.strategy.ranking import rank_trials, summarize_front
 log = logging.getLogger(__name__)
 
 _NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class OutOfDiskSpace(RuntimeError):
+    """The run stopped because a write found its disk full (or its quota or the file size
+    limit reached); results.json records the phase as failed with this one-line message."""
 
 
 class PhaseInterrupted(KeyboardInterrupt):
@@ -149,10 +157,10 @@ def run_search(
         settings_digest=settings_digest(space, written),
     )
     space_text = space_path.read_text(encoding="utf-8")
-    with _ray_for(config, address, storage, options.ray_temp_dir):
+    with _ray_for(config, address, storage, options.ray_temp_dir) as session:
         run = RunDir.create(path, space_text, info)
         run.write_results(empty_results(name, config, objectives_of(config.search)))
-        return run, _execute(run, space, config, info)
+        return run, _execute(run, space, config, info, session)
 
 
 def resume_run(
@@ -184,22 +192,44 @@ def resume_run(
     address = check_address(config.resources.address)
     if run.results_file.is_file():
         run.read_results()  # a damaged one is a clear error before Ray starts
-    with _ray_for(config, address, run.path.parent, options.ray_temp_dir):
+    stop_dead_driver_ray(run)
+    with _ray_for(config, address, run.path.parent, options.ray_temp_dir) as session:
         if not run.results_file.is_file():  # killed before its first results.json
             run.write_results(empty_results(info.name, config, objectives_of(config.search)))
         log.info("resuming run %s", run.path)
-        return run, _execute(run, space, config, info)
+        return run, _execute(run, space, config, info, session)
+
+
+def stop_dead_driver_ray(run: RunDir) -> list[int]:
+    """Stop what is left of the local Ray of the run's last driver when that driver died
+    (kill -9) on this host: Ray's agents outlive it. Returns the PIDs stopped; a live driver's
+    Ray and a cluster the run joined (no session recorded) are never touched."""
+    driver = run.read_driver()
+    if driver is None or driver.ray_session is None or driver.alive:
+        return []
+    stopped = stop_processes(session_processes(driver.ray_session))
+    if stopped:
+        log.warning(
+            "stopped %d Ray processes left by the dead driver (PID %d) of %s",
+            len(stopped),
+            driver.pid,
+            run.path,
+        )
+    return stopped
 
 
 @contextlib.contextmanager
-def _ray_for(config: RunConfig, address: str | None, storage: Path, temp_dir: str | None):
-    """Ray up for the run, checked to be able to host its trials and reach its storage."""
+def _ray_for(
+    config: RunConfig, address: str | None, storage: Path, temp_dir: str | None
+) -> Iterator[str | None]:
+    """Ray up for the run, checked to be able to host its trials and reach its storage; yields
+    the session directory of a local Ray started for it."""
     resources = config.resources
-    with ray_session(address, temp_dir=temp_dir):
+    with ray_session(address, temp_dir=temp_dir) as session:
         if address is not None:
             check_storage_on_nodes(storage)
         check_resources(resources.cpus_per_trial, resources.gpus_per_trial)
-        yield
+        yield session
 
 
 def _version() -> str:
@@ -235,7 +265,9 @@ def build_involution_kernel(space: SearchSpace, resources: ResourcesConfig) -> N
     cpu.load_extension()
 
 
-def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) -> RunResults:
+def _execute(
+    run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo, ray_session: str | None
+) -> RunResults:
     build_involution_kernel(space, config.resources)
     resources_config = config.resources
     resources = {"cpu": resources_config.cpus_per_trial, "gpu": resources_config.gpus_per_trial}
@@ -246,11 +278,17 @@ def _execute(run: RunDir, space: SearchSpace, config: RunConfig, info: RunInfo) 
         cpus=resources_config.cpus_per_trial,
         gpus=resources_config.gpus_per_trial,
     )
-    with run.driving(), catching_signals() as stop:
-        try:
-            return _run_phases(run, context, resources)
-        except KeyboardInterrupt:
-            raise PhaseInterrupted(run.path, stop.exit_code) from None
+    try:
+        with run.driving(ray_session), catching_signals() as stop:
+            try:
+                return _run_phases(run, context, resources)
+            except KeyboardInterrupt:
+                raise PhaseInterrupted(run.path, stop.exit_code) from None
+    except OSError as error:  # e.g. no room for driver.json: nothing was recorded yet
+        message = disk_full_message(error, run.path)
+        if message is None:
+            raise
+        raise OutOfDiskSpace(f"{message}: invnas resume {run.path}") from None
 
 
 PhaseRunner = Callable[[RunDir, TrialContext, dict[str, float], RunResults], RunResults]
@@ -272,12 +310,24 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
         record = getattr(results.phases, phase)
         if record.status is PhaseStatus.COMPLETED:
             continue
-        results = results.with_phase(phase, dataclasses.replace(record, status=PhaseStatus.RUNNING))
-        run.write_results(results)
         display = current_display()
-        if display is not None:
-            display.start_phase(phase, *_amount_of_work(context.run, phase))
-        results = run_phase(run, context, resources, results)
+        try:
+            results = results.with_phase(
+                phase, dataclasses.replace(record, status=PhaseStatus.RUNNING)
+            )
+            run.write_results(results)
+            if display is not None:
+                display.start_phase(phase, *_amount_of_work(context.run, phase))
+            results = run_phase(run, context, resources, results)
+            full = _disk_full_in_trials(results, phase, run.path)
+        except OSError as error:
+            full = disk_full_message(error, run.path)
+            if full is None:
+                raise
+        if full is not None:
+            if display is not None:
+                display.end_phase(phase, PhaseStatus.FAILED.value)
+            _record_disk_full(run, results, phase, f"{full}: invnas resume {run.path}")
         run.write_results(results)
         status = getattr(results.phases, phase).status
         if display is not None:
@@ -285,6 +335,32 @@ def _run_phases(run: RunDir, context: TrialContext, resources: dict[str, float])
         if status is not PhaseStatus.COMPLETED:
             break
     return results
+
+
+def _disk_full_in_trials(results: RunResults, phase: PhaseName, run_path: Path) -> str | None:
+    """The message of the first of ``phase``'s trial failures that a full disk caused."""
+    for failure in results.failures:
+        if failure.phase == phase:
+            message = disk_full_message(failure.error, run_path)
+            if message is not None:
+                return message
+    return None
+
+
+def _record_disk_full(run: RunDir, results: RunResults, phase: PhaseName, message: str) -> None:
+    """Record ``phase`` as failed for lack of disk space, in the room the driver held for
+    it, then stop the run with ``message``."""
+    record = dataclasses.replace(
+        getattr(results.phases, phase), status=PhaseStatus.FAILED, error=message
+    )
+    failures = tuple(f for f in results.failures if f.phase == phase)
+    results = results.with_phase(phase, record, (*failures, Failure(phase, None, None, message)))
+    run.release_reserve()
+    try:
+        run.write_results(results)
+    except OSError as error:
+        log.error("%s: could not record the failure (%s); it keeps its last state", run, error)
+    raise OutOfDiskSpace(message)
 
 
 def _amount_of_work(config: RunConfig, phase: str) -> tuple[int, str]:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # Tune snapshots the experiment at most this often (default: every >= 10 s); a restore after a
 # crash redoes the work since the last snapshot, so keep the gap short.
 SNAPSHOT_PERIOD_S = "2"
+# Tune returning with unfinished trials when no stop signal came is not an interruption the user
+# asked for (seen once in CI after a resume): the experiment is restored and run on, this often.
+EARLY_RETURN_ATTEMPTS = 3
 
 
 def trial_dirname(trial) -> str:
@@ -61,14 +64,39 @@ def fit(
     new_tuner: Callable[[], tune.Tuner],
     *,
     resume_errored: bool = False,
+    finished: Callable[[tune.ResultGrid], bool] | None = None,
 ) -> tune.ResultGrid:
     """Run the phase to its end: restore the experiment at ``exp_dir`` if it has a snapshot
     (finished trials stay finished, unfinished ones resume from their last checkpoint; with
     ``resume_errored`` failed ones too, e.g. a training killed by the signal that stopped the
     run), otherwise start ``new_tuner()`` afresh, clearing what a start without snapshot
-    left."""
+    left.
+
+    When Tune returns before the phase is ``finished`` (default: every trial ended) although
+    no stop signal came, Tune's loop was ended from outside the run (its SIGUSR1 handler): the
+    experiment is restored and run on, up to ``EARLY_RETURN_ATTEMPTS`` times in all."""
+    finished = finished or _all_trials_ended
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no console output
+    for attempt in range(1, EARLY_RETURN_ATTEMPTS + 1):
+        grid = _fit_once(exp_dir, trainable, new_tuner, resume_errored)
+        if stop_requested() or finished(grid) or attempt == EARLY_RETURN_ATTEMPTS:
+            break
+        log.warning(
+            "%s: Tune returned before the phase's end although no stop was asked; "
+            "restoring the experiment (attempt %d of %d)",
+            exp_dir.name,
+            attempt + 1,
+            EARLY_RETURN_ATTEMPTS,
+        )
+    return grid
+
+
+def _all_trials_ended(grid: tune.ResultGrid) -> bool:
+    return grid.num_terminated + grid.num_errors == len(grid)
+
+
+def _fit_once(exp_dir: Path, trainable, new_tuner, resume_errored: bool) -> tune.ResultGrid:
     if tune.Tuner.can_restore(str(exp_dir)):
         log.info("restoring the Tune experiment %s", exp_dir)
         tuner = tune.Tuner.restore(
@@ -110,7 +138,7 @@ def trial_error(result) -> str | None:
 def unfinished(grid: tune.ResultGrid) -> bool:
     """True when the run was asked to stop (a signal) or some trial neither terminated nor
     failed (Tune returned early): the phase is interrupted, whatever its trials say."""
-    return stop_requested() or grid.num_terminated + grid.num_errors < len(grid)
+    return stop_requested() or not _all_trials_ended(grid)
 
 
 def interrupted(record: PhaseRecordT) -> PhaseRecordT:

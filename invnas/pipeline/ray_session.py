@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,14 +97,16 @@ def ray_session(
     *,
     num_cpus: int | None = None,
     temp_dir: str | None = None,
-) -> Iterator[None]:
+) -> Iterator[str | None]:
     """Run the body with Ray up: an already initialised Ray is used as it is (and left
     running); otherwise a local instance is started (no dashboard, warnings only), or the
-    cluster at ``address`` is joined, and shut down afterwards."""
+    cluster at ``address`` is joined, and shut down afterwards. Yields the session directory
+    of a local Ray started here (None for any other), whose processes are all stopped at the
+    end (Ray leaves some agents behind otherwise)."""
     import ray
 
     if ray.is_initialized():
-        yield
+        yield None
         return
     options: dict = {
         "include_dashboard": False,
@@ -121,17 +125,77 @@ def ray_session(
         _check_reachable(address)
         options["address"] = address
     try:
-        ray.init(**options)
+        context = ray.init(**options)
     except ConnectionError as error:
         raise ValueError(
             f"--address: {address!r}: cannot join the Ray cluster ({error}); if it uses token "
             "authentication (ray start's default), set RAY_AUTH_MODE=token and give its token "
             "in ~/.ray/auth_token or RAY_AUTH_TOKEN"
         ) from None
+    session = context.address_info.get("session_dir") if address is None else None
     try:
-        yield
+        yield session
     finally:
         ray.shutdown()
+        if session:
+            stop_processes(session_processes(session))
+
+
+def session_processes(session_dir: str) -> list[int]:
+    """PIDs of this user's processes (but this one) that name ``session_dir`` on their command
+    line or hold a file open under it: every process of that local Ray, also the agents that
+    renamed themselves (``ray::DashboardAgent``). Linux only (``/proc``); none elsewhere."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    prefixes = {os.path.join(path, "") for path in (session_dir, os.path.realpath(session_dir))}
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            files = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if any(prefix in text for prefix in prefixes for text in (command, *files)):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: list[int], grace_s: float = 5.0) -> list[int]:
+    """SIGTERM ``pids``, then SIGKILL those still running after ``grace_s``; returns the PIDs
+    that were running."""
+    running = [pid for pid in pids if _running(pid)]
+    left = running
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = [pid for pid in left if _running(pid)]
+        if not left:
+            break
+    return running
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (one waiting for its parent to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not Path("/proc").is_dir()
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:

@@ -5,14 +5,18 @@ params, MACs and measured latency."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import ray
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from ray import tune
 
 from invnas.engine import load_supernet, score_arch
@@ -112,12 +116,41 @@ def make_searcher(run: RunDir, context: TrialContext, trials: int) -> ArchSearch
     )
 
 
-def _journal(run: RunDir):
-    """The Optuna storage of the run's search study (``optuna.journal``)."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+class RunJournal(JournalFileBackend):
+    """The ``optuna.journal`` of the run whose search is in progress. Tune snapshots the
+    searcher with its study, and so this storage; a snapshot records no path: unpickled, it is
+    the journal of the run being resumed (:func:`_resuming`), so that a copied or moved run
+    writes its own journal, never its origin's."""
 
-    return JournalStorage(JournalFileBackend(str(run.journal_file)))
+    def __reduce__(self):
+        return (_resumed_journal, ())
+
+
+_resumed_path: Path | None = None
+
+
+def _resumed_journal() -> RunJournal:
+    if _resumed_path is None:
+        raise RuntimeError(
+            "a searcher snapshot is restored outside a search phase; it holds no journal path"
+        )
+    return RunJournal(str(_resumed_path))
+
+
+@contextlib.contextmanager
+def _resuming(run: RunDir) -> Iterator[None]:
+    """Searcher snapshots restored in the block open ``run``'s journal."""
+    global _resumed_path
+    previous, _resumed_path = _resumed_path, run.journal_file
+    try:
+        yield
+    finally:
+        _resumed_path = previous
+
+
+def _journal(run: RunDir) -> JournalStorage:
+    """The Optuna storage of the run's search study (``optuna.journal``)."""
+    return JournalStorage(RunJournal(str(run.journal_file)))
 
 
 def _clear_stale_journal(run: RunDir) -> None:
@@ -169,7 +202,16 @@ def run_search_phase(
 
     _remove_lock(run)  # a driver killed while holding it leaves it behind
     repair_journal(run.journal_file)
-    grid = fit(run.search_dir, trainable, new_tuner)
+
+    def search_over(grid: tune.ResultGrid) -> bool:
+        results = (grid[i] for i in range(len(grid)))
+        ended = [r for r in results if r.error is not None or "accuracy" in (r.metrics or {})]
+        failed = sum(1 for r in ended if r.error is not None)
+        over = len(ended) - failed >= trials or failed > settings.max_failures
+        return over and not unfinished(grid)
+
+    with _resuming(run):
+        grid = fit(run.search_dir, trainable, new_tuner, finished=search_over)
     records, failures = collect_trials(grid, context)
     completed = sum(1 for r in records if r.status == "completed")
     failed = len(records) - completed

@@ -1,7 +1,7 @@
 """Run directories and their typed records: the state every command shares (search, resume,
 report, export), read and written only through :class:`RunDir` and the records."""
 
-from invnas.rundir.directory import Run, RunDir, empty_results, open_run
+from invnas.rundir.directory import Driver, Run, RunDir, empty_results, open_run
 from invnas.rundir.info import Overrides, RunInfo
 from invnas.rundir.records import (
     SCHEMA_VERSION,
@@ -25,6 +25,7 @@ from invnas.rundir.records import (
 __all__ = [
     "SCHEMA_VERSION",
     "BestTrial",
+    "Driver",
     "Failure",
     "Objective",
     "Overrides",

@@ -12,11 +12,13 @@ Layout (``runs/NAME/``)::
     results.json    what the run found (:class:`~invnas.rundir.records.RunResults`), rewritten
                     atomically
     driver.json     host and PID of the process running it, while one does
+    .disk-reserve   disk space held while a driver runs, given back to record a full disk
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from invnas.config import RunConfig
+from invnas.rundir.disk import release_space, reserve_space
 from invnas.rundir.info import RunInfo
 from invnas.rundir.records import (
     Objective,
@@ -40,6 +43,29 @@ from invnas.rundir.records import (
 from invnas.space.loader import SpaceFile
 
 PHASES = ("supernet", "search", "retrain")
+
+
+@dataclass(frozen=True)
+class Driver:
+    """The process driving a run (``driver.json``): its host, PID and the session directory
+    of the local Ray it started (None when it joined a cluster)."""
+
+    host: str
+    pid: int
+    ray_session: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs (or runs on another host, which cannot be checked)."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 @dataclass(frozen=True)
@@ -138,33 +164,44 @@ class RunDir:
     def driver_file(self) -> Path:
         return self.path / "driver.json"
 
+    @property
+    def reserve_file(self) -> Path:
+        return self.path / ".disk-reserve"
+
     @contextlib.contextmanager
-    def driving(self) -> Iterator[None]:
-        """Record this process as the run's driver while the block runs."""
-        record = {"host": socket.gethostname(), "pid": os.getpid()}
-        _write_json_atomic(self.driver_file, record)
+    def driving(self, ray_session: str | None = None) -> Iterator[None]:
+        """Record this process (and the session directory of the local Ray it started) as the
+        run's driver while the block runs, holding some disk space for
+        :meth:`release_reserve`."""
+        record = Driver(socket.gethostname(), os.getpid(), ray_session)
+        _write_json_atomic(self.driver_file, dataclasses.asdict(record))
         try:
+            reserve_space(self.reserve_file)
             yield
         finally:
+            self.release_reserve()
             self.driver_file.unlink(missing_ok=True)
+
+    def release_reserve(self) -> None:
+        """Give back the disk space held while driving, so that a run whose disk is full can
+        still record how it ended."""
+        release_space(self.reserve_file)
+
+    def read_driver(self) -> Driver | None:
+        """The driver recorded in ``driver.json`` (None when there is none or it is damaged):
+        the live one, or one that died without removing it (kill -9, power loss)."""
+        try:
+            record = json.loads(self.driver_file.read_text())
+            session = record.get("ray_session")
+            return Driver(str(record["host"]), int(record["pid"]), session and str(session))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def driver_alive(self) -> bool:
         """True while a process drives the run: its driver.json names a live process (or one
         on another host, which cannot be checked from here)."""
-        try:
-            record = json.loads(self.driver_file.read_text())
-            host, pid = record["host"], int(record["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        if host != socket.gethostname():
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        driver = self.read_driver()
+        return driver is not None and driver.alive
 
     def load(self) -> Run:
         """The whole typed record of this run (ValueError if a file is missing or damaged)."""

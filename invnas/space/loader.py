@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import yaml
 
-from invnas.config import DataConfig, RunConfig, SearchConfig
+from invnas.config import PHOTO_DATASETS, DataConfig, RunConfig, SearchConfig
 from invnas.space.errors import Problem, SpaceError, describe
 from invnas.space.spec import (
     InputSpec,
@@ -307,6 +307,12 @@ def _check_data(walker: Validator, data: DataConfig, path: str) -> DataConfig:
             join_path(path, "test_fraction"),
             f"val_fraction + test_fraction is {data.val_fraction + data.test_fraction}, leaving "
             "no training images; expected a sum below 1",
+        )
+    if data.augment == "photo" and data.dataset not in PHOTO_DATASETS:
+        walker.fail(
+            join_path(path, "augment"),
+            f"'photo' is for datasets of photographs ({', '.join(PHOTO_DATASETS)}), not "
+            f"{data.dataset!r}; expected 'none' or 'crop_flip'",
         )
     return data
 

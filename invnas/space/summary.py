@@ -18,6 +18,18 @@ def _cost_range(space: SearchSpace) -> dict[str, int]:
     return {key: getattr(found, key) for key in keys}
 
 
+def data_workers(run: RunConfig) -> dict[str, int]:
+    """DataLoader workers of a trial, keyed by how the images may be held: ``memory``,
+    ``stream`` or both (an ImageFolder under ``data.loading: auto``, streamed above 1 GiB)."""
+    data = run.data
+    if data.dataset != "imagefolder" or data.loading == "memory":
+        ways = ("memory",)
+    else:
+        ways = ("stream",) if data.loading == "stream" else ("memory", "stream")
+    cpus = run.resources.cpus_per_trial
+    return {way: data.workers_for(cpus, way == "stream") for way in ways}
+
+
 def summarize(space: SearchSpace, run: RunConfig) -> dict:
     """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run."""
     plain = space_to_dict(space, run)
@@ -47,4 +59,5 @@ def summarize(space: SearchSpace, run: RunConfig) -> dict:
         ],
         "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
         | {"seed": run.seed},
+        "data_workers": data_workers(run),
     }

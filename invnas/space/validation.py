@@ -3,9 +3,11 @@
 :class:`Validator` walks a dataclass's fields: their annotations (``int``, ``float`` (ints
 accepted), ``bool`` (never an int), ``str``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]``,
 nested dataclasses) and their ``metadata`` bounds (``min``, ``max``, ``exclusive_min``, ``odd``,
-and ``unique: False`` for tuples that may repeat). A tuple may be given as a single value. Each
-failure is recorded as a :class:`Problem` with its key path, and validation goes on, so one pass
-reports everything. Per-class cross-field checks plug in through ``checks``.
+``unique: False`` for tuples that may repeat, ``aliases``: raw values accepted for others, as
+``{True: "crop_flip"}``, and ``renamed_from``: a field's old key, still read). A tuple may be
+given as a single value. Each failure is recorded as a :class:`Problem` with its key path, and
+validation goes on, so one pass reports everything. Per-class cross-field checks plug in through
+``checks``.
 """
 
 from __future__ import annotations
@@ -61,8 +63,32 @@ def _bounds_text(meta: typing.Mapping) -> str:
     return " and ".join(parts)
 
 
+def _alias_of(raw: object, meta: typing.Mapping) -> object:
+    """The value an alias in ``meta`` stands for, or INVALID (``True`` is no alias of ``1``)."""
+    for alias, value in meta.get("aliases", {}).items():
+        if type(raw) is type(alias) and raw == alias:
+            return value
+    return INVALID
+
+
+def _yaml_text(value: object) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def _aliases_text(meta: typing.Mapping) -> str:
+    aliases = meta.get("aliases", {})
+    shown = ", ".join(f"{_yaml_text(a)} for {_yaml_text(v)}" for a, v in aliases.items())
+    return f" (or {shown})" if shown else ""
+
+
 def describe_type(tp: object, meta: typing.Mapping = types.MappingProxyType({})) -> str:
     """What a value of schema type ``tp`` (with ``meta`` bounds) must be, for messages."""
+    return _describe(tp, meta) + _aliases_text(meta)
+
+
+def _describe(tp: object, meta: typing.Mapping) -> str:
     tp = _strip_optional(tp)
     bounds = _bounds_text(meta)
     if tp is bool:
@@ -78,7 +104,7 @@ def describe_type(tp: object, meta: typing.Mapping = types.MappingProxyType({}))
         item = typing.get_args(tp)[0]
         if dataclasses.is_dataclass(item):
             return "a list of mappings"
-        return f"a list of choices, each {describe_type(item, meta)}"
+        return f"a list of choices, each {_describe(item, meta)}"
     if dataclasses.is_dataclass(tp):
         return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(tp))
     raise TypeError(f"schema type {tp!r} is not supported by the loader")
@@ -126,15 +152,18 @@ class Validator:
         for f in dataclasses.fields(cls):
             if f.name not in names:
                 continue
-            key_path = join_path(path, f.name)
-            if f.name not in raw:
+            key = f.name
+            if key not in raw and f.metadata.get("renamed_from") in raw:
+                key = f.metadata["renamed_from"]
+            key_path = join_path(path, key)
+            if key not in raw:
                 if _required(f):
                     values[f.name] = INVALID
                     if f.name not in suggested:
                         expected = describe_type(hints[f.name], f.metadata)
                         self.fail(key_path, f"required key is missing; expected {expected}")
                 continue
-            values[f.name] = self.value(hints[f.name], raw[f.name], key_path, f.metadata)
+            values[f.name] = self.value(hints[f.name], raw[key], key_path, f.metadata)
         return values
 
     def dataclass(self, cls: type, raw: object, path: str) -> object:
@@ -144,7 +173,8 @@ class Validator:
         if not isinstance(raw, dict):
             return self.fail(path, f"got {describe(raw)}; expected {describe_type(cls)}")
         names = tuple(f.name for f in dataclasses.fields(cls))
-        suggested = self.unknown_keys(raw, names, path)
+        old = self._old_keys(cls, raw, path)
+        suggested = self.unknown_keys({k: v for k, v in raw.items() if k not in old}, names, path)
         values = self.fields(cls, raw, path, names, suggested)
         if any(v is INVALID for v in values.values()):
             return INVALID
@@ -152,8 +182,26 @@ class Validator:
         check = self.checks.get(cls)
         return check(self, obj, path) if check else obj
 
+    def _old_keys(self, cls: type, raw: dict, path: str) -> set[str]:
+        """The old keys (``renamed_from``) ``raw`` uses; both a key and its old one is a
+        problem."""
+        used = set()
+        for f in dataclasses.fields(cls):
+            old = f.metadata.get("renamed_from")
+            if old in raw:
+                used.add(old)
+                if f.name in raw:
+                    self.fail(
+                        join_path(path, old),
+                        f"the old name of {f.name!r}, which is also given; keep {f.name!r} only",
+                    )
+        return used
+
     def value(self, tp: object, raw: object, path: str, meta: typing.Mapping) -> object:
         """``raw`` checked against schema type ``tp`` and ``meta`` bounds, or INVALID."""
+        alias = _alias_of(raw, meta)
+        if alias is not INVALID:
+            return alias
         if _is_optional(tp):
             inner = _strip_optional(tp)
             if raw is None and not dataclasses.is_dataclass(inner):
@@ -171,7 +219,7 @@ class Validator:
                 return raw
             hint = did_you_mean(raw, allowed) if isinstance(raw, str) else ""
             return self.fail(
-                path, f"{describe(raw)} is not allowed; {hint}expected {describe_type(tp)}"
+                path, f"{describe(raw)} is not allowed; {hint}expected {describe_type(tp, meta)}"
             )
         if tp is bool:
             if isinstance(raw, bool):

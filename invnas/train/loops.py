@@ -49,9 +49,16 @@ class EvalStats:
     samples: int
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _to(device: torch.device, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """``tensors`` on ``device``; copies from pinned memory to CUDA do not block the host (the
+    kernels that read them queue behind the copies on the same stream)."""
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
 
 
 def _check_finite(loss: Tensor, epoch: int, step: int) -> None:
@@ -112,13 +119,13 @@ def _train_steps(
 ) -> EpochStats:
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
-    device = _device_of(model)
+    device = device_of(model)
     model.train()
     total_loss, correct, seen = 0.0, 0.0, 0
     for step, (images, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images, labels = images.to(device), labels.to(device)
+        images, labels = _to(device, images, labels)
         forwards = paths()
         if not forwards:
             raise ValueError("sampler.step() returned no architectures")
@@ -152,7 +159,7 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` over ``loader``, in eval mode (the model's
     previous mode is restored). A NaN loss is returned as is, not raised."""
     forward = forward or model
-    device = _device_of(model)
+    device = device_of(model)
     was_training = model.training
     model.eval()
     try:
@@ -160,7 +167,7 @@ def evaluate(
         for step, (images, labels) in enumerate(loader):
             if max_steps is not None and step >= max_steps:
                 break
-            images, labels = images.to(device), labels.to(device)
+            images, labels = _to(device, images, labels)
             logits = forward(images)
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())

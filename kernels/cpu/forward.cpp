@@ -40,17 +40,13 @@ template <typename T>
 INVNAS_INLINE void forward_items(const T* x, const T* w, T* out, const Geometry& g,
                                  int64_t band, WorkQueue& queue) {
   using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::L;
-  const int64_t cg = g.cg(), nv = (cg + L - 1) / L, P = g.plane_out();
+  const int64_t cg = g.cg(), nv = group_vectors<T>(g), P = g.plane_out();
   Lanes<T> xl, scratch, outl;
   for (int64_t item = 0, last = 0; queue.next(item, last);) {
-    int64_t bg, i0, i1;
-    band_of(item, band, g, bg, i0, i1);
-    const int64_t plane0 = (bg / g.G) * g.C + (bg % g.G) * cg, row0 = i0 * g.sh;
-    const V* xbuf = padded_input(x + plane0 * g.H * g.W, g, row0, band_input_rows(g, i0, i1), nv,
-                                 xl, scratch);
-    const T* wg = w + bg * g.taps() * P;
-    const int64_t p0 = i0 * g.WO, p1 = i1 * g.WO;
+    const BandItem it(item, band, g);
+    const V* xbuf = it.input(x, g, nv, xl, scratch);
+    const T* wg = w + it.bg * g.taps() * P;
+    const int64_t row0 = it.row0, p0 = it.p0, p1 = it.p1;
     V* ol = outl.get((p1 - p0) * nv, false);
     for (int64_t n0 = 0; n0 < nv;) {  // two vectors of lanes at a time while they last
       if (nv - n0 >= 2) {
@@ -70,7 +66,7 @@ INVNAS_INLINE void forward_items(const T* x, const T* w, T* out, const Geometry&
         n0 += 1;
       }
     }
-    from_lanes(ol, nv, cg, p1 - p0, out + plane0 * P + p0, P);
+    from_lanes(ol, nv, cg, p1 - p0, out + it.plane0 * P + p0, P);
   }
 }
 

@@ -17,7 +17,15 @@ struct Geometry {
   int64_t taps() const { return kh * kw; }
   int64_t plane_out() const { return HO * WO; }  // distance between two taps of the weight
   int64_t padded_w() const { return W + 2 * pw; }
+  // Plane of the first channel of (batch, group) bg in a (B, C, ...) tensor.
+  int64_t group_plane(int64_t bg) const { return (bg / G) * C + (bg % G) * cg(); }
 };
+
+// Vectors of Simd<T>::L lanes that hold one group's channels.
+template <typename T>
+INVNAS_INLINE int64_t group_vectors(const Geometry& g) {
+  return (g.cg() + Simd<T>::L - 1) / Simd<T>::L;
+}
 
 // Items handed out in chunks to whichever thread asks next: a thread that the OS delays (other
 // processes on the cores) just takes fewer chunks instead of holding everyone at the barrier.
@@ -100,19 +108,31 @@ INVNAS_INLINE int64_t tap_offset(const Geometry& g, int64_t u, int64_t v, int64_
   return (u * g.dh * g.padded_w() + v * g.dw) * nv;
 }
 
-// Item (b, g, band) -> (bg, first output row, end row).
-INVNAS_INLINE void band_of(int64_t item, int64_t band, const Geometry& g, int64_t& bg,
-                           int64_t& i0, int64_t& i1) {
-  const int64_t bands = (g.HO + band - 1) / band;
-  bg = item / bands;
-  i0 = (item % bands) * band;
-  i1 = std::min(g.HO, i0 + band);
-}
+// Work item (b, g, band) of the kernels that split planes into bands of output rows: (batch,
+// group) bg, its first channel plane, output rows [i0, i1) as positions [p0, p1), and row0, the
+// first padded input row it reads.
+struct BandItem {
+  int64_t bg, plane0, i0, i1, p0, p1, row0;
 
-// Padded input rows an item reads: [i0 * sh, (i1 - 1) * sh + (kh - 1) * dh].
-INVNAS_INLINE int64_t band_input_rows(const Geometry& g, int64_t i0, int64_t i1) {
-  return (i1 - 1 - i0) * g.sh + (g.kh - 1) * g.dh + 1;
-}
+  INVNAS_INLINE BandItem(int64_t item, int64_t band, const Geometry& g) {
+    const int64_t bands = (g.HO + band - 1) / band;
+    bg = item / bands;
+    plane0 = g.group_plane(bg);
+    i0 = (item % bands) * band;
+    i1 = std::min(g.HO, i0 + band);
+    p0 = i0 * g.WO;
+    p1 = i1 * g.WO;
+    row0 = i0 * g.sh;
+  }
+
+  // The padded input rows the item reads, [i0 * sh, (i1 - 1) * sh + (kh - 1) * dh], in lanes.
+  template <typename T>
+  INVNAS_INLINE typename Simd<T>::V* input(const T* x, const Geometry& g, int64_t nv,
+                                           Lanes<T>& buffer, Lanes<T>& scratch) const {
+    const int64_t rows = (i1 - 1 - i0) * g.sh + (g.kh - 1) * g.dh + 1;
+    return padded_input(x + plane0 * g.H * g.W, g, row0, rows, nv, buffer, scratch);
+  }
+};
 
 // Calls BLOCK(p, count) on blocks of N positions covering [p0, p1). The last block is shifted
 // back to end at p1 (it overlaps its neighbour, harmless because blocks store their results);

@@ -14,9 +14,8 @@ template <typename T, int NV>
 INVNAS_INLINE void input_grad_items_nv(const T* w, const T* gout, T* gx, const Geometry& g,
                                        WorkQueue& queue) {
   using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::L;
-  const int64_t cg = g.cg(), nv_rt = (cg + L - 1) / L;
-  const int64_t nv = NV > 0 ? NV : nv_rt;
+  const int64_t cg = g.cg();
+  const int64_t nv = NV > 0 ? NV : group_vectors<T>(g);
   const int64_t P = g.plane_out();
   std::vector<int64_t> jlo(g.kw), jhi(g.kw);
   for (int64_t v = 0; v < g.kw; ++v) {  // output columns whose tap v reads inside [0, W)
@@ -24,7 +23,7 @@ INVNAS_INLINE void input_grad_items_nv(const T* w, const T* gout, T* gx, const G
   }
   Lanes<T> xl, gl;
   for (int64_t item = 0, last = 0; queue.next(item, last);) {
-    const int64_t bg = item, plane0 = (bg / g.G) * g.C + (bg % g.G) * cg;
+    const int64_t bg = item, plane0 = g.group_plane(bg);
     V* __restrict__ xb = xl.get(g.H * g.W * nv, true);
     V* gb = gl.get(P * nv, false);
     to_lanes(gout + plane0 * P, P, cg, P, nv, gb);
@@ -55,7 +54,7 @@ INVNAS_INLINE void input_grad_items_nv(const T* w, const T* gout, T* gx, const G
 template <typename T>
 INVNAS_INLINE void input_grad_any(const T* w, const T* gout, T* gx, const Geometry& g,
                                   int64_t, WorkQueue& queue) {
-  const int64_t nv = (g.cg() + Simd<T>::L - 1) / Simd<T>::L;
+  const int64_t nv = group_vectors<T>(g);
   if (nv == 1) {
     input_grad_items_nv<T, 1>(w, gout, gx, g, queue);
   } else if (nv == 2) {

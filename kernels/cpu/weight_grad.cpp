@@ -46,19 +46,15 @@ template <typename T, int NV>
 INVNAS_INLINE void weight_grad_items_nv(const T* x, const T* gout, T* gw, const Geometry& g,
                                         int64_t band, WorkQueue& queue) {
   using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::L;
-  const int64_t cg = g.cg(), nv = (cg + L - 1) / L, P = g.plane_out();
+  const int64_t cg = g.cg(), nv = group_vectors<T>(g), P = g.plane_out();
   Lanes<T> xl, scratch, gl;
   for (int64_t item = 0, last = 0; queue.next(item, last);) {
-    int64_t bg, i0, i1;
-    band_of(item, band, g, bg, i0, i1);
-    const int64_t plane0 = (bg / g.G) * g.C + (bg % g.G) * cg, row0 = i0 * g.sh;
-    const V* xbuf = padded_input(x + plane0 * g.H * g.W, g, row0, band_input_rows(g, i0, i1), nv,
-                                 xl, scratch);
-    const int64_t p0 = i0 * g.WO, p1 = i1 * g.WO;
+    const BandItem it(item, band, g);
+    const V* xbuf = it.input(x, g, nv, xl, scratch);
+    const int64_t row0 = it.row0, p0 = it.p0, p1 = it.p1;
     V* gol = gl.get((p1 - p0) * nv, false);
-    to_lanes(gout + plane0 * P + p0, P, cg, p1 - p0, nv, gol);
-    T* gwg = gw + bg * g.taps() * P;
+    to_lanes(gout + it.plane0 * P + p0, P, cg, p1 - p0, nv, gol);
+    T* gwg = gw + it.bg * g.taps() * P;
 #define BLOCK(p, count) weight_grad_block<T, NV>(g, xbuf, row0, gol, nv, p0, p, count, gwg)
     INVNAS_SWEEP(8, p0, p1, BLOCK);
 #undef BLOCK
@@ -68,7 +64,7 @@ INVNAS_INLINE void weight_grad_items_nv(const T* x, const T* gout, T* gw, const 
 template <typename T>
 INVNAS_INLINE void weight_grad_any(const T* x, const T* gout, T* gw, const Geometry& g,
                                    int64_t band, WorkQueue& queue) {
-  const int64_t nv = (g.cg() + Simd<T>::L - 1) / Simd<T>::L;
+  const int64_t nv = group_vectors<T>(g);
   if (nv == 1) {
     weight_grad_items_nv<T, 1>(x, gout, gw, g, band, queue);
   } else if (nv == 2) {

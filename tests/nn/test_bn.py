@@ -8,34 +8,17 @@ from torch import nn
 from invnas.nn.bn import recalibrate_bn
 from invnas.nn.supernet import Supernet
 from invnas.space.arch import sample
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
-SPACE = SearchSpace(
-    name="bn",
-    input=InputSpec(1, 12),
+OPS = conv_and_involution(inv_kernels=(3,), group_channels=(4,), reduction=(2,))
+SPACE = small_space(
+    "bn",
+    12,
+    StemSpec("conv", channels=8),
+    [StageSpec("s1", (1, 2), (16, 32), OPS, stride=2, granularity="block")],
+    channels=1,
     num_classes=4,
-    stem=StemSpec("conv", channels=8),
-    stages=(
-        StageSpec(
-            "s1",
-            depth=(1, 2),
-            width=(16, 32),
-            stride=2,
-            ops=OpSpace(
-                conv=ConvSpace(kernel_size=(3,)),
-                involution=InvolutionSpace(kernel_size=(3,), group_channels=(4,), reduction=(2,)),
-            ),
-            granularity="block",
-        ),
-    ),
 )
 
 

@@ -10,32 +10,20 @@ from invnas.nn import ArchNet, BasicBlock, Bottleneck, ConvBNAct, build_model, b
 from invnas.ops import Involution2d
 from invnas.space.arch import Arch, StageArch
 from invnas.space.plan import plan_block, plan_stem
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpChoice,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import OpChoice, SearchSpace, StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
 CONV = OpChoice("conv", 3, groups=1)
 CONV5G2 = OpChoice("conv", 5, groups=2)
 INV = OpChoice("involution", 7, group_channels=4, reduction=4)
 INV_G2 = OpChoice("involution", 3, groups=2, reduction=2)
-OPS = OpSpace(
-    conv=ConvSpace(kernel_size=(3, 5), groups=(1, 2)),
-    involution=InvolutionSpace(kernel_size=(7,), group_channels=(4,), reduction=(4,)),
-)
+OPS = conv_and_involution(conv_kernels=(3, 5), conv_groups=(1, 2), group_channels=(4,))
 
 
 def _space(size: int = 23) -> SearchSpace:
-    return SearchSpace(
+    return small_space(
         "builder",
-        InputSpec(3, size),
-        5,
+        size,
         StemSpec("conv", channels=8, kernel_size=3, stride=2),
         (
             StageSpec("s1", (2,), (16,), OPS, granularity="block"),

@@ -21,33 +21,25 @@ from invnas.space.plan import (
     plan_network,
     plan_supernet,
 )
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import SearchSpace, StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
-OPS = OpSpace(
-    conv=ConvSpace(kernel_size=(3, 5), groups=(1, 2)),
-    involution=InvolutionSpace(kernel_size=(3,), group_channels=(4,), reduction=(2,)),
+OPS = conv_and_involution(
+    conv_kernels=(3, 5), conv_groups=(1, 2), inv_kernels=(3,), group_channels=(4,), reduction=(2,)
 )
 
 
 def _space(stem: StemSpec) -> SearchSpace:
-    return SearchSpace(
+    return small_space(
         "planned",
-        InputSpec(3, 21),
-        4,
+        21,
         stem,
         (
             StageSpec("s1", (1, 2), (16, 32), OPS, granularity="block"),
             StageSpec("s2", (1, 2), (16, 24), OPS, stride=2, block="basic", granularity="block"),
             StageSpec("s3", (1,), (32,), OPS, stride=2, expansion=2),
         ),
+        num_classes=4,
     )
 
 

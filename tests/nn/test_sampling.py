@@ -9,32 +9,22 @@ import pytest
 
 from invnas.nn.sampling import FairSampler, UniformSampler, fair_sequence, make_path_sampler
 from invnas.space.arch import check_arch
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
-OPS4 = OpSpace(
-    conv=ConvSpace(kernel_size=(3, 5), groups=(1,)),
-    involution=InvolutionSpace(kernel_size=(3, 7), groups=(1,), reduction=(4,)),
-)
-OPS2 = OpSpace(conv=ConvSpace(kernel_size=(3,)), involution=InvolutionSpace(groups=(2,)))
+OPS4 = conv_and_involution(conv_kernels=(3, 5), inv_kernels=(3, 7), groups=(1,))
+OPS2 = conv_and_involution(groups=(2,))
 
-SPACE = SearchSpace(
-    name="fair",
-    input=InputSpec(3, 16),
-    num_classes=10,
-    stem=StemSpec(),
-    stages=(
+SPACE = small_space(
+    "fair",
+    16,
+    StemSpec(),
+    (
         StageSpec("s1", depth=(2, 3), width=(16, 32, 48), ops=OPS4, granularity="stage"),
         StageSpec("s2", depth=(1, 2), width=(32,), ops=OPS2, stride=2, granularity="block"),
         StageSpec("s3", depth=(3,), width=(64, 96), ops=OPS4, stride=2, granularity="block"),
     ),
+    num_classes=10,
 )
 
 

@@ -14,27 +14,14 @@ from invnas.nn.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicInvoluti
 from invnas.nn.supernet import Supernet
 from invnas.ops import Involution2d
 from invnas.space.arch import Arch, StageArch, enumerate_archs, sample
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpChoice,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import InvolutionSpace, OpChoice, OpSpace, SearchSpace, StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
-MIXED_OPS = OpSpace(
-    conv=ConvSpace(kernel_size=(3,), groups=(1, 2)),
-    involution=InvolutionSpace(kernel_size=(3,), group_channels=(4,), reduction=(4,)),
-)
+MIXED_OPS = conv_and_involution(conv_groups=(1, 2), inv_kernels=(3,), group_channels=(4,))
 
 
 def make_space(stem: StemSpec, stages: tuple[StageSpec, ...], channels: int = 3) -> SearchSpace:
-    return SearchSpace(
-        name="tiny", input=InputSpec(channels, 13), num_classes=5, stem=stem, stages=stages
-    )
+    return small_space("tiny", 13, stem, stages, channels=channels)
 
 
 SPACES = {
@@ -47,9 +34,8 @@ SPACES = {
                 depth=(1, 3),
                 width=(16, 32, 48),
                 stride=2,
-                ops=OpSpace(
-                    conv=ConvSpace(kernel_size=(1, 3), groups=(1,)),
-                    involution=InvolutionSpace(kernel_size=(3, 5), groups=(1, 2), reduction=(2,)),
+                ops=conv_and_involution(
+                    conv_kernels=(1, 3), inv_kernels=(3, 5), groups=(1, 2), reduction=(2,)
                 ),
                 granularity="block",
             ),

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from invnas.ops.backends import cupy_backend
+from invnas.ops.backends import Geometry, cupy_backend, geometry_of
 from invnas.ops.backends.reference import involution_reference
 from invnas.resources import kernels_dir
 
@@ -212,6 +212,9 @@ class Case:
             )
         )
 
+    def geometry(self) -> Geometry:
+        return geometry_of(self.kernel, self.stride, self.padding, self.dilation)
+
     def shape_args(self) -> np.ndarray:
         ho, wo = self.out_size()
         return np.array(
@@ -289,7 +292,7 @@ def _run_host(
 
 def _reference(case: Case, x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor) -> tuple:
     x, w = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
-    y = involution_reference(x, w, case.kernel, case.stride, case.padding, case.dilation)
+    y = involution_reference(x, w, case.geometry())
     (y * gy).sum().backward()
     return y.detach(), x.grad, w.grad
 
@@ -429,8 +432,7 @@ def test_cupy_backend_matches_reference(dtype: torch.dtype) -> None:
         y_ref, gx_ref, gw_ref = _reference(case, x, w, gy)
         xc = x.to("cuda", dtype).requires_grad_(True)
         wc = w.to("cuda", dtype).requires_grad_(True)
-        geometry = (case.kernel, case.stride, case.padding, case.dilation)
-        y = cupy_backend.involution_cupy(xc, wc, *geometry)
+        y = cupy_backend.involution_cupy(xc, wc, case.geometry())
         assert y.dtype == dtype
         y.backward(gy.to("cuda", dtype))
         tol = GPU_TOLERANCE[dtype]
@@ -445,19 +447,19 @@ def test_cupy_backend_non_contiguous_and_autocast() -> None:
     case = EDGE_CASES[3]
     x, w, gy = _gpu_case_tensors(case, 0)
     y_ref, gx_ref, gw_ref = _reference(case, x, w, gy)
-    geometry = (case.kernel, case.stride, case.padding, case.dilation)
+    geometry = case.geometry()
     # Non-contiguous views of the same values.
     xt = x.transpose(2, 3).contiguous().to("cuda", torch.float32).transpose(2, 3)
     wt = torch.stack([w, w], dim=-1).to("cuda", torch.float32)[..., 0]
     assert not xt.is_contiguous() and not wt.is_contiguous()
     xt.requires_grad_(True)
-    y = cupy_backend.involution_cupy(xt, wt, *geometry)
+    y = cupy_backend.involution_cupy(xt, wt, geometry)
     _assert_close(y.detach(), y_ref, GPU_TOLERANCE[torch.float32], "non-contiguous forward")
     # Autocast: float32 leaves, half compute, float32 gradients back to the leaves.
     xa = x.to("cuda", torch.float32).requires_grad_(True)
     wa = w.to("cuda", torch.float32).requires_grad_(True)
     with torch.autocast("cuda", dtype=torch.float16):
-        ya = cupy_backend.involution_cupy(xa, wa, *geometry)
+        ya = cupy_backend.involution_cupy(xa, wa, geometry)
     assert ya.dtype == torch.float16
     ya.backward(gy.to("cuda", torch.float16))
     assert xa.grad.dtype == torch.float32 and wa.grad.dtype == torch.float32
@@ -541,12 +543,12 @@ def test_backend_glue_with_host_kernels(
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
 
     case = EDGE_CASES[3]
-    geometry = (case.kernel, case.stride, case.padding, case.dilation)
+    geometry = case.geometry()
     x, w, gy = _gpu_case_tensors(case, 3)
     y_ref, gx_ref, gw_ref = _reference(case, x, w, gy)
     xs = x.transpose(2, 3).contiguous().transpose(2, 3).requires_grad_(True)  # non-contiguous
     ws = w.clone().requires_grad_(True)
-    y = cupy_backend._InvolutionCuPy.apply(xs, ws, *geometry)
+    y = cupy_backend._InvolutionCuPy.apply(xs, ws, geometry)
     y.backward(gy)
     torch.testing.assert_close(y.detach(), y_ref)
     torch.testing.assert_close(xs.grad, gx_ref)
@@ -560,13 +562,13 @@ def test_backend_glue_with_host_kernels(
 
     tiny = Case(1, 4, 2, 5, 4, (3, 3), (2, 1), (1, 1), (1, 2))
     xt, wt, _ = (t.requires_grad_(True) for t in _gpu_case_tensors(tiny, 4))
-    tiny_geometry = (tiny.kernel, tiny.stride, tiny.padding, tiny.dilation)
+    tiny_geometry = tiny.geometry()
     assert torch.autograd.gradcheck(
-        lambda a, b: cupy_backend._InvolutionCuPy.apply(a, b, *tiny_geometry), (xt, wt)
+        lambda a, b: cupy_backend._InvolutionCuPy.apply(a, b, tiny_geometry), (xt, wt)
     )
 
     with pytest.raises(ValueError, match="expected"):
-        cupy_backend._InvolutionCuPy.apply(x, w[:, :, 1:], *geometry)
+        cupy_backend._InvolutionCuPy.apply(x, w[:, :, 1:], geometry)
 
 
 def test_backend_dtype_and_device_contract() -> None:
@@ -580,5 +582,5 @@ def test_backend_dtype_and_device_contract() -> None:
         )
     with pytest.raises(ValueError, match="CUDA device"):
         cupy_backend.involution_cupy(
-            torch.zeros(1, 4, 3, 3), torch.zeros(1, 1, 1, 3, 3), (1, 1), (1, 1), (0, 0), (1, 1)
+            torch.zeros(1, 4, 3, 3), torch.zeros(1, 1, 1, 3, 3), (1, 1, 1, 1, 0, 0, 1, 1)
         )

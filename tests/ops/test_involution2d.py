@@ -116,21 +116,13 @@ def test_non_square_kernel_and_dilation() -> None:
     assert layer(torch.randn(1, 16, 9, 9)).shape == (1, 16, 9, 5)
 
 
-def test_env_var_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    original = functional._IMPLEMENTATIONS["reference"]
-
-    def spy(*args: Any) -> torch.Tensor:
-        calls.append("reference")
-        return original(*args)
-
-    monkeypatch.setitem(functional._IMPLEMENTATIONS, "reference", spy)
+def test_env_var_override(monkeypatch: pytest.MonkeyPatch, reference_calls: list[str]) -> None:
     monkeypatch.setenv(functional.ENV_VAR, "reference")
     layer = Involution2d(16, 3)
     layer(torch.randn(1, 16, 6, 6))
-    assert calls == ["reference"]
+    assert reference_calls == ["reference"]
     Involution2d(16, 3, backend="torch")(torch.randn(1, 16, 6, 6))  # the argument wins
-    assert calls == ["reference"]
+    assert reference_calls == ["reference"]
 
 
 @pytest.mark.parametrize(

@@ -1,91 +1,60 @@
 """``kill -9`` of the real ``invnas search`` driver during the search phase, then
-``invnas resume``: the run finishes with exactly the trials asked for, none twice."""
+``invnas resume``: the run finishes with exactly the trials asked for, none twice. And a Tune
+experiment that returns early although nobody asked the run to stop is carried on."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.study import load_study
-from optuna.trial import TrialState
 
-from .conftest import _pids_using, _stop, short_tempdir, write_space
+from .conftest import (
+    completed_search_trials,
+    driver_env,
+    journal_study,
+    journal_trial_ids,
+    kill_9_in_search,
+    resume,
+    start_search,
+    wait_for,
+    write_space,
+)
 
 TRIALS = 10
 
 
-def completed_search_trials(run: Path) -> int:
-    return sum(1 for f in run.glob("search/trial_*/result.json") if f.stat().st_size > 0)
-
-
-def start_search(space: Path, run: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``invnas search`` of ``space`` into the run directory ``run``, as a separate driver."""
-    command = ["invnas", "search", str(space), "--name", run.name, "--storage", str(run.parent)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def wait_for(driver: subprocess.Popen, done, what: str, timeout_s: float) -> None:
-    """Poll until ``done()``; fail with the driver's output if it exits first or time runs
-    out (a machine busy compiling the kernel takes minutes)."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, f"no {what} in {timeout_s:.0f} s"
-        time.sleep(0.05)
-
-
-@pytest.fixture()
-def ray_tmpdir():
-    """A private RAY_TMPDIR for the subprocesses, so that teardown stops only their Ray."""
-    temp = short_tempdir("rk")
-    yield temp
-    _stop(_pids_using(str(temp)))
-    shutil.rmtree(temp, ignore_errors=True)
+def assert_search_done(run: Path, trials: int) -> dict:
+    """The run's results.json, after asserting that every phase completed with exactly
+    ``trials`` distinct search trials, each one told to the journal once."""
+    results = json.loads((run / "results.json").read_text())
+    assert [e["status"] for e in results["phases"].values()] == ["completed"] * 3
+    search = results["phases"]["search"]
+    assert search["trials_completed"] == trials and search["trials_failed"] == 0
+    ids = [t["trial_id"] for t in results["trials"]]
+    assert len(ids) == trials and len(set(ids)) == trials
+    assert [t["number"] for t in results["trials"]] == list(range(trials))
+    assert journal_trial_ids(run) == sorted(ids)
+    repeats = [t for t in journal_study(run).trials if "duplicate_of" in t.user_attrs]
+    assert {t.user_attrs["duplicate_of"] for t in repeats} <= set(ids)
+    return results
 
 
 @pytest.mark.slow
 def test_kill_during_search_then_resume_completes_exactly_the_trials(tmp_path, ray_tmpdir):
     space = write_space(tmp_path, search={"trials": TRIALS, "max_concurrent": 2})
     run = tmp_path / "runs" / "k"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
-    driver = start_search(space, run, env)
-    try:
-        wait_for(driver, lambda: completed_search_trials(run) >= 1, "a search trial", 240)
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    env = driver_env(ray_tmpdir)
+    kill_9_in_search(space, run, env, timeout_s=240)
     interrupted = json.loads((run / "results.json").read_text())
     assert interrupted["phases"]["search"]["status"] == "running"
 
-    resumed = subprocess.run(
-        ["invnas", "resume", str(run)], env=env, capture_output=True, text=True, timeout=600
-    )
+    resumed = resume(run, env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    results = json.loads((run / "results.json").read_text())
-    assert [e["status"] for e in results["phases"].values()] == ["completed"] * 3
-    search = results["phases"]["search"]
-    assert search["trials_completed"] == TRIALS and search["trials_failed"] == 0
-    ids = [t["trial_id"] for t in results["trials"]]
-    assert len(ids) == TRIALS and len(set(ids)) == TRIALS
-    assert [t["number"] for t in results["trials"]] == list(range(TRIALS))
-    assert len(list((run / "search").glob("experiment_state-*.json"))) == 2  # restored, not redone
-    study = load_study(
-        study_name="search", storage=JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
-    )
-    told = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    run_ones = [t for t in told if "duplicate_of" not in t.user_attrs]
-    assert sorted(t.user_attrs["tune_trial_id"] for t in run_ones) == sorted(ids)
-    assert {t.user_attrs["duplicate_of"] for t in told if t not in run_ones} <= set(ids)
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    results = assert_search_done(run, TRIALS)
+    assert len(list((run / "search").glob("experiment_state-*.json"))) >= 2  # restored, not redone
     (retrained,) = results["retrained"]
     assert retrained["status"] == "completed" and (run / retrained["weights"]).is_file()
 
@@ -106,7 +75,7 @@ def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ra
     stop, progress, code = STOPS[case]
     space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2}, supernet={"epochs": 3})
     run = tmp_path / "runs" / "s"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_TMPDIR=str(ray_tmpdir))
+    env = driver_env(ray_tmpdir)
     driver = start_search(space, run, env)
     try:
         wait_for(driver, lambda: progress(run) >= 1, "progress to interrupt", 600)
@@ -122,15 +91,26 @@ def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ra
     assert stopped["failures"] == []
     assert not (run / "driver.json").exists()
 
-    resumed = subprocess.run(
-        ["invnas", "resume", str(run)], env=env, capture_output=True, text=True, timeout=600
-    )
+    resumed = resume(run, env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    results = json.loads((run / "results.json").read_text())
-    assert [p["status"] for p in results["phases"].values()] == ["completed"] * 3
-    assert results["phases"]["search"]["trials_completed"] == 4
+    results = assert_search_done(run, 4)
     assert len({t["arch"] for t in results["trials"]}) == 4
-    study = load_study(
-        study_name="search", storage=JournalStorage(JournalFileBackend(str(run / "optuna.journal")))
-    )
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_tune_returning_early_unasked_is_carried_on(tmp_path, ray_tmpdir):
+    """SIGUSR1 makes Tune end its loop early (its own handler) while the run's stop handler
+    saw nothing: the driver restores the experiment and the run completes in one go."""
+    trials = 6
+    space = write_space(tmp_path, search={"trials": trials, "max_concurrent": 2})
+    run = tmp_path / "runs" / "u"
+    driver = start_search(space, run, driver_env(ray_tmpdir))
+    try:
+        wait_for(driver, lambda: completed_search_trials(run) >= 1, "a search trial", 600)
+        driver.send_signal(signal.SIGUSR1)
+        output = driver.communicate(timeout=600)[0].decode()
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, output[-3000:]
+    assert "restoring the experiment" in output
+    assert_search_done(run, trials)

@@ -10,25 +10,20 @@ import pytest
 from invnas.nn import build_model, count_macs
 from invnas.space.arch import Arch, StageArch, cardinality, enumerate_archs, sample
 from invnas.space.cost import CostBounds, bounds, cost, macs, params
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpChoice,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import OpChoice, SearchSpace, StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
-MIXED = OpSpace(
-    conv=ConvSpace(kernel_size=(3, 5), groups=(1, 2)),
-    involution=InvolutionSpace(kernel_size=(3, 7), group_channels=(4,), reduction=(2, 4)),
+MIXED = conv_and_involution(
+    conv_kernels=(3, 5),
+    conv_groups=(1, 2),
+    inv_kernels=(3, 7),
+    group_channels=(4,),
+    reduction=(2, 4),
 )
 
 
 def _space(name, size, stem, stages, in_channels=3, num_classes=7) -> SearchSpace:
-    return SearchSpace(name, InputSpec(in_channels, size), num_classes, stem, tuple(stages))
+    return small_space(name, size, stem, stages, channels=in_channels, num_classes=num_classes)
 
 
 def block_bottleneck_space() -> SearchSpace:
@@ -47,10 +42,7 @@ def block_bottleneck_space() -> SearchSpace:
 
 def stage_basic_space() -> SearchSpace:
     """Stage granularity, basic blocks, conv groups and involution groups, ResNet stem."""
-    ops = OpSpace(
-        conv=ConvSpace(kernel_size=(3,), groups=(1, 4)),
-        involution=InvolutionSpace(kernel_size=(5,), groups=(1, 2), reduction=(8,)),
-    )
+    ops = conv_and_involution(conv_groups=(1, 4), inv_kernels=(5,), groups=(1, 2), reduction=(8,))
     return _space(
         "stage_basic",
         37,
@@ -67,9 +59,8 @@ def stage_basic_space() -> SearchSpace:
 def rednet_mixed_space() -> SearchSpace:
     """RedNet stem, basic and bottleneck stages mixed, 1x1 convs, and op widths so narrow that
     the involution kernel generator's hidden width is clamped to 1."""
-    narrow = OpSpace(
-        conv=ConvSpace(kernel_size=(1, 3), groups=(1,)),
-        involution=InvolutionSpace(kernel_size=(3,), group_channels=(2, 4), reduction=(8, 16)),
+    narrow = conv_and_involution(
+        conv_kernels=(1, 3), inv_kernels=(3,), group_channels=(2, 4), reduction=(8, 16)
     )
     return _space(
         "rednet_mixed",
@@ -153,10 +144,7 @@ def _brute_force(space: SearchSpace) -> CostBounds:
 
 
 def _enumerable_spaces() -> list[SearchSpace]:
-    few = OpSpace(
-        conv=ConvSpace(kernel_size=(3,), groups=(1, 2)),
-        involution=InvolutionSpace(kernel_size=(3, 5), group_channels=(4,), reduction=(4,)),
-    )
+    few = conv_and_involution(conv_groups=(1, 2), inv_kernels=(3, 5), group_channels=(4,))
     block = _space(
         "small_block",
         15,

@@ -60,6 +60,16 @@ def test_imagenet_space_mirrors_rednet50():
     for stage, rednet_depth in zip(space.stages, [3, 4, 6, 3], strict=True):
         assert rednet_depth in stage.depth
     assert space.stem.kind == "rednet" and run.resources.gpus_per_trial == 1
+    assert run.data.augment == "photo"
+
+
+def test_augment_takes_a_mode_and_its_former_booleans():
+    for given, mode in ((True, "crop_flip"), (False, "none"), ("photo", "photo")):
+        data = {"dataset": "imagefolder", "path": "x", "augment": given}
+        space = tiny(input={"channels": 3, "size": 16}, data=data)
+        assert parse_space_file(space).run.data.augment == mode
+    with pytest.raises(SpaceError, match="data.augment: 1 is not allowed"):
+        parse_space(tiny(data={"augment": 1}))  # an integer is no boolean
 
 
 def test_scalar_means_a_single_choice_and_defaults_fill_in():
@@ -81,6 +91,24 @@ def test_ints_are_accepted_for_floats_but_booleans_are_not_numbers():
     with pytest.raises(SpaceError) as caught:
         parse_space(tiny(supernet={"lr": True}, seed=False))
     assert [p.path for p in caught.value.problems] == ["supernet.lr", "seed"]
+
+
+def test_workers_default_to_auto_and_num_workers_still_reads():
+    assert parse_space_file(tiny()).run.data.workers is None
+    assert parse_space_file(tiny(data={"workers": "auto"})).run.data.workers is None
+    assert parse_space_file(tiny(data={"num_workers": 3})).run.data.workers == 3
+    assert parse_space_file(tiny(data={"workers": 0})).run.data.workers == 0
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "streamed", "expected"),
+    [(None, 1, True, 0), (None, 2, True, 1), (None, 4.5, True, 3), (None, 32, True, 4)]
+    + [(None, 8, False, 0), (2, 1, False, 2), (0, 8, True, 0)],
+)
+def test_auto_workers_follow_the_trial_cpus_when_streaming(workers, cpus, streamed, expected):
+    from invnas.config import DataConfig
+
+    assert DataConfig(workers=workers).workers_for(cpus, streamed) == expected
 
 
 def test_name_defaults_to_the_file_stem(tmp_path):

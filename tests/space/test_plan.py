@@ -22,32 +22,20 @@ from invnas.space.plan import (
     plan_supernet,
     stage_input_sizes,
 )
-from invnas.space.spec import (
-    ConvSpace,
-    InputSpec,
-    InvolutionSpace,
-    OpChoice,
-    OpSpace,
-    SearchSpace,
-    StageSpec,
-    StemSpec,
-)
+from invnas.space.spec import OpChoice, SearchSpace, StageSpec, StemSpec
+from tests.spaces import conv_and_involution, small_space
 
 CONV = OpChoice("conv", 3, groups=1)
 INV = OpChoice("involution", 7, group_channels=4, reduction=2)
-OPS = OpSpace(
-    conv=ConvSpace(kernel_size=(3,), groups=(1,)),
-    involution=InvolutionSpace(kernel_size=(7,), group_channels=(4,), reduction=(2,)),
-)
+OPS = conv_and_involution(group_channels=(4,), reduction=(2,))
 BOTTLENECK = StageSpec("b", (1, 2), (16, 32), OPS, stride=2, granularity="block")
 BASIC = StageSpec("a", (1, 2), (8, 16), OPS, stride=2, block="basic", granularity="block")
 
 
 def _space() -> SearchSpace:
-    return SearchSpace(
+    return small_space(
         "plan",
-        InputSpec(3, 23),
-        5,
+        23,
         StemSpec("conv", channels=8, kernel_size=3, stride=2),
         (
             StageSpec("s1", (1, 2), (8, 16), OPS, block="basic", granularity="block"),
@@ -173,12 +161,12 @@ def test_supernet_plan_is_the_widest_block_with_every_projection():
 
 
 def test_supernet_basic_block_keeps_its_entry_when_only_the_stride_projects():
-    space = SearchSpace(
+    space = small_space(
         "strided",
-        InputSpec(3, 9),
-        2,
+        9,
         StemSpec("conv", channels=8),
         (StageSpec("a", (1,), (8,), OPS, stride=2, block="basic"),),
+        num_classes=2,
     )
     block = plan_supernet(space).stages[0][0][0]
     assert block.projects and block.has_entry

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from invnas.ops.backends import cpu_build
-
-Pair = tuple[int, int]
+from invnas.ops.backends import Geometry, Pair, cpu_build
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ class _InvolutionCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, ...]
+        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
     ) -> torch.Tensor:
         from invnas.ops import library
 
@@ -93,17 +91,10 @@ class _InvolutionCpu(torch.autograd.Function):
         return *library.involution_grads(ctx, grad_out, direct), None
 
 
-def involution_cpu(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
+def involution_cpu(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments)
     through the custom op ``invnas::involution`` (see :mod:`invnas.ops.library`).
 
     Differentiable once in ``input`` and ``weight``.
     """
-    return _InvolutionCpu.apply(input, weight, (*kernel_size, *stride, *padding, *dilation))
+    return _InvolutionCpu.apply(input, weight, geometry)

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from invnas.ops.backends import Geometry
 from invnas.resources import kernels_dir
-
-Pair = tuple[int, int]
 
 KERNELS: tuple[str, ...] = (
     "involution_forward",
@@ -102,17 +101,10 @@ def _launch(
         function((grid,), (_BLOCK,), args)
 
 
-def _shape_args(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> tuple[int, ...]:
+def _shape_args(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> tuple[int, ...]:
     """The 15 size arguments of the kernels, checking that ``weight`` fits ``input``."""
     b, c, h, w = input.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    kh, kw, sh, sw, ph, pw, dh, dw = geometry
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     groups = weight.shape[1] if weight.dim() == 5 else 0
@@ -129,16 +121,10 @@ class _InvolutionCuPy(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(
-        ctx: Any,
-        input: torch.Tensor,
-        weight: torch.Tensor,
-        kernel_size: Pair,
-        stride: Pair,
-        padding: Pair,
-        dilation: Pair,
+        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
     ) -> torch.Tensor:
         input, weight = input.contiguous(), weight.contiguous()
-        shape = _shape_args(input, weight, kernel_size, stride, padding, dilation)
+        shape = _shape_args(input, weight, geometry)
         b, c, _, _, _, _, _, ho, wo = shape[:9]
         output = input.new_empty((b, c, ho, wo))
         _launch("involution_forward", input, weight, output, shape)
@@ -158,7 +144,7 @@ class _InvolutionCuPy(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_weight = torch.empty_like(weight)
             _launch("involution_backward_weight", grad_output, input, grad_weight, ctx.shape)
-        return grad_input, grad_weight, None, None, None, None
+        return grad_input, grad_weight, None
 
 
 def _compute_dtype(input: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -174,15 +160,8 @@ def _compute_dtype(input: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return dtype
 
 
-def involution_cupy(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
-    """Involution on CUDA tensors with CuPy kernels; geometry as validated (h, w) pairs.
+def involution_cupy(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Involution on CUDA tensors with CuPy kernels; arguments already validated.
 
     input (B, C, H, W) and weight (B, G, kh*kw, Ho, Wo) on the same CUDA device
     -> (B, C, Ho, Wo) in their common dtype (autocast's dtype inside an autocast region).
@@ -193,6 +172,4 @@ def involution_cupy(
             f"got {input.device} and {weight.device}"
         )
     dtype = _compute_dtype(input, weight)
-    return _InvolutionCuPy.apply(
-        input.to(dtype), weight.to(dtype), kernel_size, stride, padding, dilation
-    )
+    return _InvolutionCuPy.apply(input.to(dtype), weight.to(dtype), geometry)

@@ -14,14 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-Pair = tuple[int, int]
-# (kh, kw, sh, sw, ph, pw, dh, dw): the geometry as the kernels take it.
-Geometry = tuple[int, int, int, int, int, int, int, int]
-
-
-def geometry_of(kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Geometry:
-    """The flat geometry tuple of the four (h, w) pairs."""
-    return (*kernel_size, *stride, *padding, *dilation)  # type: ignore[return-value]
+from invnas.ops.backends import Geometry, Pair
 
 
 def _tap_windows(geometry: Geometry, ho: int, wo: int) -> list[tuple[slice, slice]]:
@@ -136,17 +129,9 @@ class _InvolutionTorch(torch.autograd.Function):
         return grad_input, grad_weight, None
 
 
-def involution_torch(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    kernel_size: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-) -> torch.Tensor:
-    """Involution by shift-and-add; arguments already validated, geometry as (h, w) pairs.
+def involution_torch(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Involution by shift-and-add; arguments already validated.
 
     Differentiable in ``input`` and ``weight`` by the explicit formulas above (which are
     themselves differentiable, so double backward works too)."""
-    geometry = geometry_of(kernel_size, stride, padding, dilation)
     return _InvolutionTorch.apply(input, weight, geometry)

@@ -21,6 +21,10 @@ the growth of ru_maxrss: the peak resident memory that the operation added on to
     python experiments/bench_involution.py            # full run, 2-5 min on 2 cores
     python experiments/bench_involution.py --quick    # smoke run, a few seconds per case
     python experiments/bench_involution.py --stages 1 --methods torch cpu torch-compile
+    python experiments/bench_involution.py --methods torch --update   # re-run rows, keep others
+
+Each row also has bwd_fwd_ratio: (fwd+bwd - fwd) / fwd of the medians, the backward's cost in
+forwards (robust to the load of a shared machine, which slows both alike).
 """
 
 from __future__ import annotations
@@ -128,10 +132,12 @@ def _worker(spec: dict) -> dict:
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB on Linux
     fwd = _times_ms(lambda: run(False), spec["repeats"], spec["warmup"])
     fwd_bwd = _times_ms(lambda: run(True), spec["repeats"], spec["warmup"])
+    fwd_ms, fwd_bwd_ms = statistics.median(fwd), statistics.median(fwd_bwd)
     return {
         **spec,
-        "fwd_ms": statistics.median(fwd),
-        "fwd_bwd_ms": statistics.median(fwd_bwd),
+        "fwd_ms": fwd_ms,
+        "fwd_bwd_ms": fwd_bwd_ms,
+        "bwd_fwd_ratio": (fwd_bwd_ms - fwd_ms) / fwd_ms,
         "fwd_min_ms": min(fwd),
         "fwd_bwd_min_ms": min(fwd_bwd),
         "peak_mem_mib": peak_kib / 1024,
@@ -157,7 +163,8 @@ def _table(results: list[dict]) -> None:
 
     batch = results[0]["batch"]
     table = Table(title=f"Involution on CPU, B={batch} K=7 G=C/16 (ms: medians; peak: fwd+bwd)")
-    for col in ("stage", "method", "fwd ms", "fwd+bwd ms", "min", "peak MiB", "speed", "memory"):
+    columns = ("stage", "method", "fwd ms", "fwd+bwd ms", "min", "bwd/fwd", "peak MiB", "speed")
+    for col in (*columns, "memory"):
         table.add_column(col, justify="left" if col in ("stage", "method") else "right")
     reference = {(r["channels"], r["size"]): r for r in results if r["method"] == "reference"}
     for r in results:
@@ -172,6 +179,7 @@ def _table(results: list[dict]) -> None:
             f"{r['fwd_ms']:.1f}",
             f"{r['fwd_bwd_ms']:.1f}",
             f"{r['fwd_bwd_min_ms']:.1f}",
+            f"{r['bwd_fwd_ratio']:.2f}",
             f"{r['peak_mem_mib']:.1f}",
             speed,
             memory,
@@ -183,9 +191,14 @@ def _table(results: list[dict]) -> None:
 def _targets(results: list[dict]) -> list[str]:
     """The first stage's targets: cpu >= 25x faster than reference and <= 1/5 of its memory,
     and no slower than the dense 3x3 conv (fwd+bwd medians)."""
+    lines = [
+        f"torch backward / forward at C={r['channels']} {r['size']}x{r['size']}: "
+        f"{r['bwd_fwd_ratio']:.2f} (target <= 2)"
+        for r in results
+        if r["method"] == "torch"
+    ]
     first = (results[0]["channels"], results[0]["size"])
     by = {r["method"]: r for r in results if (r["channels"], r["size"]) == first}
-    lines = []
     if "cpu" in by and "reference" in by:
         cpu, ref = by["cpu"], by["reference"]
         speed = ref["fwd_bwd_ms"] / cpu["fwd_bwd_ms"]
@@ -198,6 +211,17 @@ def _targets(results: list[dict]) -> list[str]:
     return lines
 
 
+def _merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with each row that ``new`` re-measured (same method and stage) replaced, in
+    place; rows of ``new`` that ``old`` lacks go at the end."""
+    key = lambda r: (r["method"], r["channels"], r["size"])  # noqa: E731
+    fresh = {key(r): r for r in new}
+    merged = [fresh.pop(key(r), r) for r in old]
+    for r in merged:  # rows measured before the ratio was recorded
+        r.setdefault("bwd_fwd_ratio", (r["fwd_bwd_ms"] - r["fwd_ms"]) / r["fwd_ms"])
+    return merged + list(fresh.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
@@ -206,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (median)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS[:5])
     parser.add_argument("--stages", type=int, default=None, help="only the first N stages")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the re-run (method, stage) rows of --out, keeping the others",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -240,13 +269,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"fwd+bwd {r['fwd_bwd_ms']:.1f} ms, peak {r['peak_mem_mib']:.1f} MiB",
                 file=sys.stderr,
             )
+    command = " ".join(["python", "experiments/bench_involution.py", *(argv or sys.argv[1:])])
+    previous = json.loads(args.out.read_text()) if args.update and args.out.exists() else None
+    if previous:
+        results = _merged(previous["results"], results)
     _table(results)
     checks = _targets(results)
     for line in checks:
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": " ".join(["python", "experiments/bench_involution.py", *(argv or sys.argv[1:])]),
+        "command": command,
         "torch": torch.__version__,
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
@@ -256,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
         "time": f"median (and min) of {repeats} runs after warm-up; forward under no_grad",
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
     }
+    if previous:
+        updates = previous["meta"].get("updates", [])
+        meta = {**previous["meta"], "updates": [*updates, {**meta, "command": command}]}
     out = {"meta": meta, "targets": checks, "results": results}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

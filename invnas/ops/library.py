@@ -3,8 +3,9 @@
 Registered with ``torch.library`` (schema, kernel, autograd formula, fake implementation), so that
 ``torch.compile(..., fullgraph=True)`` traces a model using them without graph breaks and
 ``torch.export`` captures them. The ``kernels`` argument names the implementation: ``"cpu"`` (the
-native CPU kernel; the pure-PyTorch formulas when it cannot build or for other dtypes) or
-``"torch"`` (the pure-PyTorch formulas, which run on any device).
+native CPU kernel), ``"cupy"`` (the CUDA kernels through CuPy) or ``"torch"`` (the pure-PyTorch
+formulas, which run on any device and stand in for the other two where those cannot run: another
+device, dtype, no compiler, no CuPy; see :func:`kernels_for`).
 
 >>> x, w = torch.randn(2, 8, 6, 6), torch.randn(2, 2, 9, 6, 6)
 >>> torch.ops.invnas.involution(x, w, [3, 3], [1, 1], [1, 1], [1, 1], "torch").shape
@@ -19,11 +20,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from invnas.ops.backends import Geometry, torch_backend
+from invnas.ops.backends import Geometry, cupy_backend, torch_backend
 from invnas.ops.backends import cpu as cpu_backend
 
-KERNELS_CPU = "cpu"
-KERNELS = (KERNELS_CPU, "torch")  # values of the ops' ``kernels`` argument
+KERNELS_CPU, KERNELS_CUPY, KERNELS_TORCH = "cpu", "cupy", "torch"
+KERNELS = (KERNELS_CPU, KERNELS_CUPY, KERNELS_TORCH)  # values of the ops' ``kernels`` argument
 
 
 def _geometry(*pairs: Sequence[int]) -> Geometry:
@@ -37,6 +38,20 @@ def _native(tensor: torch.Tensor) -> Any:
     return cpu_backend.load_extension()
 
 
+def kernels_for(tensor: torch.Tensor, kernels: str) -> str:
+    """The kernels that run for ``kernels`` on ``tensor``: "cpu" for CPU float32/float64 where
+    the native kernel builds, "cupy" for CUDA tensors of a CuPy dtype where CuPy and a GPU are
+    present, else "torch". Raises ValueError for a name not in KERNELS."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels: expected one of {', '.join(KERNELS)}; got {kernels!r}")
+    if kernels == KERNELS_CPU and _native(tensor) is not None:
+        return KERNELS_CPU
+    cuda = tensor.device.type == "cuda" and tensor.dtype in cupy_backend.CUDA_TYPES
+    if kernels == KERNELS_CUPY and cuda and cupy_backend.is_available():
+        return KERNELS_CUPY
+    return KERNELS_TORCH
+
+
 def forward_kernel(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -48,10 +63,11 @@ def forward_kernel(
 ) -> torch.Tensor:
     """What ``invnas::involution`` computes, called directly (no dispatch, no autograd)."""
     geometry = _geometry(kernel_size, stride, padding, dilation)
-    ext = _native(input) if kernels == KERNELS_CPU else None
-    if ext is None:
-        return torch_backend.forward(input, weight, geometry)
-    return ext.forward(input.contiguous(), weight.contiguous(), *geometry)
+    which = kernels_for(input, kernels)
+    if which == KERNELS_CPU:
+        return _native(input).forward(input.contiguous(), weight.contiguous(), *geometry)
+    module = cupy_backend if which == KERNELS_CUPY else torch_backend
+    return module.forward(input, weight, geometry)
 
 
 # The op of forward_kernel: typed schema from its signature.
@@ -59,9 +75,9 @@ involution_op = torch.library.custom_op("invnas::involution", forward_kernel, mu
 
 
 def _backward_pair(which: str) -> tuple[Callable[..., torch.Tensor], Any]:
-    """``backward_input`` or ``backward_weight`` (``which``) of the native or torch kernels, as a
-    plain function and as the custom op ``invnas::involution_<which>`` (whose fake is a
-    contiguous tensor shaped like the input or the weight)."""
+    """``backward_input`` or ``backward_weight`` (``which``) of the kernels that run (see
+    :func:`kernels_for`), as a plain function and as the custom op ``invnas::involution_<which>``
+    (whose fake is a contiguous tensor shaped like the input or the weight)."""
 
     def kernel(
         grad_out: torch.Tensor,
@@ -71,11 +87,12 @@ def _backward_pair(which: str) -> tuple[Callable[..., torch.Tensor], Any]:
         kernels: str,
     ) -> torch.Tensor:
         flat = _geometry(geometry)
-        ext = _native(input) if kernels == KERNELS_CPU else None
-        if ext is None:
-            return getattr(torch_backend, which)(grad_out, input, weight, flat)
-        tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
-        return getattr(ext, which)(*tensors, *flat)
+        chosen = kernels_for(input, kernels)
+        if chosen == KERNELS_CPU:
+            tensors = (grad_out.contiguous(), input.contiguous(), weight.contiguous())
+            return getattr(_native(input), which)(*tensors, *flat)
+        module = cupy_backend if chosen == KERNELS_CUPY else torch_backend
+        return getattr(module, which)(grad_out, input, weight, flat)
 
     def fake(grad_out, input, weight, geometry, kernels):  # type: ignore[no-untyped-def]
         like = input if which == "backward_input" else weight
@@ -119,24 +136,42 @@ def involution_grads(
     return grad_input, grad_weight
 
 
-def is_plain_eager(*tensors: torch.Tensor) -> bool:
-    """Whether nothing traces these tensors: no torch.compile or torch.export, plain tensors (no
-    FakeTensor), no dispatch or function mode (make_fx). The kernels may then be called
-    directly, skipping the custom ops' dispatch (about 50 us a call, measured on the CPU)."""
-    if torch.compiler.is_compiling():  # first, so that dynamo never traces the checks below
-        return False
-    return (
-        all(type(t) is torch.Tensor for t in tensors)
-        and torch._C._len_torch_dispatch_stack() == 0
-        and not torch._C._is_torch_function_mode_enabled()
-    )
-
-
 def _involution_backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
     return *involution_grads(ctx, grad_out), None, None, None, None, None
 
 
 involution_op.register_autograd(_involution_backward, setup_context=_setup_involution)
+
+
+class _Involution(torch.autograd.Function):
+    """The grad_fn of the cpu and cupy backends' outputs: their kernels called directly when
+    running eagerly (skipping the ops' dispatch), through the ``invnas::involution*`` custom ops
+    when traced (torch.compile, torch.export)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry, kernels: str
+    ) -> torch.Tensor:
+        ctx.save_for_backward(input, weight)
+        ctx.geometry, ctx.kernels = list(geometry), kernels
+        ctx.direct = torch_backend.is_plain_eager(input, weight)
+        run = forward_kernel if ctx.direct else involution_op
+        kh, kw, sh, sw, ph, pw, dh, dw = geometry
+        return run(input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], kernels)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_out = grad_out.to(ctx.saved_tensors[0].dtype)  # autocast may hand another dtype
+        direct = ctx.direct and torch_backend.is_plain_eager(grad_out)
+        return *involution_grads(ctx, grad_out, direct), None, None
+
+
+def involution_with(
+    kernels: str, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
+) -> torch.Tensor:
+    """Involution by the named ``kernels`` (see :func:`kernels_for`) with arguments already
+    validated, differentiable once in ``input`` and ``weight``."""
+    return _Involution.apply(input, weight, geometry, kernels)
 
 
 @torch.library.custom_op("invnas::stride_pool", mutates_args=())

@@ -11,7 +11,8 @@ Tune runs the search with ``num_samples=-1``; this searcher decides when it is o
 * an architecture that a completed trial already scored is not run again: Optuna is told the
   known result at once (the Optuna trial gets the user attribute ``duplicate_of``) and asked
   for another, up to ``MAX_REPEATS`` times per trial (after that, on a small or exhausted
-  space, the repeat runs);
+  space, the repeat runs); one that a trial in flight is scoring is not run twice either: the
+  repeat is held and told that trial's result when it ends (FAIL if it fails);
 * its counters live in the searcher, which Tune snapshots together with the experiment state,
   so after a restore they agree with the trials Tune knows about: none counted twice; the
   Optuna trials asked after the snapshot are told FAIL and listed in the study's user
@@ -53,6 +54,8 @@ _SNAPSHOT = (
     "_failed_count",
     "_scored",
     "_repeats_told",
+    "_arch_in_flight",
+    "_held",
 )
 
 
@@ -104,6 +107,8 @@ class ArchSearcher(Searcher):
         self._failed_count = 0
         self._scored: dict[str, tuple[str, list[float], dict[str, float]]] = {}
         self._repeats_told = 0
+        self._arch_in_flight: dict[str, str] = {}  # Tune trial id -> the architecture it scores
+        self._held: dict[str, list[optuna.Trial]] = {}  # Tune trial id -> repeats waiting on it
 
     @property
     def study(self) -> optuna.Study:
@@ -140,6 +145,8 @@ class ArchSearcher(Searcher):
         trial, config = self._ask_unscored()
         trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         self._asked[trial_id] = trial
+        if config.get(ARCH_KEY) is not None:
+            self._arch_in_flight[trial_id] = config[ARCH_KEY]
         self._batch_started += 1
         return config
 
@@ -151,19 +158,34 @@ class ArchSearcher(Searcher):
         return trial, {**trial.params, **chosen}
 
     def _ask_unscored(self) -> tuple[optuna.Trial, dict[str, Any]]:
-        """Optuna's next suggestion that no completed trial has scored yet (see the module
-        docstring); each repeat on the way is told its known result."""
+        """Optuna's next suggestion that no trial has scored or is scoring (see the module
+        docstring); each repeat on the way is told its known result, or held for it."""
         for _ in range(MAX_REPEATS):
             trial, config = self._ask()
-            known = self._scored.get(config.get(ARCH_KEY))
-            if known is None:
+            arch = config.get(ARCH_KEY)
+            known = self._scored.get(arch)
+            scoring = [tid for tid, running in self._arch_in_flight.items() if running == arch]
+            if known is not None:
+                first_trial_id, values, constraints = known
+                self._tell_repeat(trial, first_trial_id, values, constraints)
+                log.info("%s was scored by trial %s; not run again", arch, first_trial_id)
+            elif scoring:
+                self._held.setdefault(scoring[0], []).append(trial)
+                log.info("%s is being scored by trial %s; held for its result", arch, scoring[0])
+            else:
                 return trial, config
-            first_trial_id, values, constraints = known
-            trial.set_user_attr(DUPLICATE_ATTR, first_trial_id)
-            self._tell(trial, TrialState.COMPLETE, values, constraints)
-            self._repeats_told += 1
-            log.info("%s was scored by trial %s; not run again", config[ARCH_KEY], first_trial_id)
         return self._ask()
+
+    def _tell_repeat(
+        self,
+        trial: optuna.Trial,
+        first_trial_id: str,
+        values: list[float],
+        constraints: dict[str, float],
+    ) -> None:
+        trial.set_user_attr(DUPLICATE_ATTR, first_trial_id)
+        self._tell(trial, TrialState.COMPLETE, values, constraints)
+        self._repeats_told += 1
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -172,13 +194,17 @@ class ArchSearcher(Searcher):
         trial = self._asked.pop(trial_id, None)
         if trial is None:
             return
+        self._arch_in_flight.pop(trial_id, None)
+        held = self._held.pop(trial_id, [])
         values = [result.get(m) for m in self.metric] if result else None
         if result is None and not error:  # stopped before it reported (e.g. a pending trial)
-            self._tell(trial, TrialState.PRUNED)
+            for repeat in (trial, *held):
+                self._tell(repeat, TrialState.PRUNED)
         elif error or not values or any(v is None for v in values):
             self._failed_count += 1
             log.info("search trial %s failed (%d so far)", trial_id, self._failed_count)
-            self._tell(trial, TrialState.FAIL)
+            for repeat in (trial, *held):
+                self._tell(repeat, TrialState.FAIL)
         else:
             self._completed_count += 1
             constraints = {}
@@ -187,6 +213,8 @@ class ArchSearcher(Searcher):
             arch = result.get(ARCH_KEY)
             if self._tell(trial, TrialState.COMPLETE, values, constraints) and arch is not None:
                 self._scored.setdefault(arch, (trial_id, values, constraints))
+            for repeat in held:
+                self._tell_repeat(repeat, trial_id, values, constraints)
 
     def _tell(
         self,
@@ -223,7 +251,8 @@ class ArchSearcher(Searcher):
             state = _upgrade(pickle.load(file))
         for key in _SNAPSHOT:
             setattr(self, key, state[key])
-        in_flight = {trial.number for trial in self._asked.values()}
+        waiting = [trial for trials in self._held.values() for trial in trials]
+        in_flight = {trial.number for trial in (*self._asked.values(), *waiting)}
         running = self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         lost = [t.number for t in running if t.number not in in_flight]
         for number in lost:
@@ -241,4 +270,4 @@ def _upgrade(state: dict[str, Any]) -> dict[str, Any]:
     if "_ot_study" in state:
         asked = {tid: state["_ot_trials"][tid] for tid in sorted(state["_in_flight"])}
         state = {**state, "_study": state["_ot_study"], "_asked": asked}
-    return {"_scored": {}, "_repeats_told": 0, **state}
+    return {"_scored": {}, "_repeats_told": 0, "_arch_in_flight": {}, "_held": {}, **state}

@@ -72,3 +72,63 @@ def test_export_captures_the_layer(backend: str) -> None:
         assert "invnas.involution.default" in targets
         assert "invnas.stride_pool.default" in targets
     torch.testing.assert_close(program.module()(x), layer(x))
+
+
+def test_kernels_for_falls_back_to_torch_where_the_named_kernels_cannot_run() -> None:
+    cpu_tensor = torch.zeros(1, 2, 3, 3)
+    assert _library.kernels_for(cpu_tensor, "torch") == "torch"
+    assert _library.kernels_for(cpu_tensor, "cupy") == "torch"  # CUDA kernels, CPU tensor
+    assert _library.kernels_for(cpu_tensor.half(), "cpu") == "torch"  # no native float16
+    if cpu_backend.is_available():
+        assert _library.kernels_for(cpu_tensor, "cpu") == "cpu"
+    with pytest.raises(ValueError, match="kernels: expected one of cpu, cupy, torch; got 'cuda'"):
+        _library.kernels_for(cpu_tensor, "cuda")
+
+
+@pytest.mark.parametrize("case", CASES[:2])
+def test_opcheck_cupy_kernels_on_the_cpu(case: tuple[int, ...]) -> None:
+    """kernels="cupy" on CPU tensors (an exported CUDA model run on the CPU) runs the torch
+    formulas through the same op, schema, autograd formula and fake kernels."""
+    torch.manual_seed(0)
+    args = _args(case, "cupy")
+    torch.library.opcheck(torch.ops.invnas.involution.default, args)
+    expected = torch.ops.invnas.involution(*args[:6], "torch")
+    torch.testing.assert_close(torch.ops.invnas.involution(*args), expected)
+
+
+def _require_cupy() -> None:
+    from invnas.ops.backends import cupy_backend
+
+    if not cupy_backend.is_available():
+        pytest.skip("needs CuPy and a CUDA GPU (none here)")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES)
+def test_opcheck_cupy_kernels_on_the_gpu(case: tuple[int, ...]) -> None:
+    _require_cupy()
+    torch.manual_seed(0)
+    x, weight, *geometry, _ = _args(case, "cupy")
+    args = (x.detach().cuda().requires_grad_(), weight.detach().cuda().requires_grad_())
+    torch.library.opcheck(torch.ops.invnas.involution.default, (*args, *geometry, "cupy"))
+    expected = torch.ops.invnas.involution(x, weight, *geometry, "torch")
+    actual = torch.ops.invnas.involution(*args, *geometry, "cupy")
+    torch.testing.assert_close(actual.cpu(), expected)
+
+
+@pytest.mark.gpu
+def test_cupy_backend_compiles_and_exports_through_the_op() -> None:
+    _require_cupy()
+    torch.manual_seed(0)
+    layer = Involution2d(8, 3, stride=2, groups=2, backend="cupy").cuda()
+    x = torch.randn(2, 8, 9, 8, device="cuda", requires_grad=True)
+    expected = layer(x)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), x)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True)
+    actual = compiled(x)
+    (grad_actual,) = torch.autograd.grad(actual.sum(), x)
+    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(grad_actual, grad_expected)
+    program = torch.export.export(layer.eval(), (x.detach(),))
+    assert "invnas.involution.default" in {str(node.target) for node in program.graph.nodes}

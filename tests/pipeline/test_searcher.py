@@ -18,7 +18,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 import invnas.pipeline.searcher as searcher_module
 from invnas.config import SearchConfig
-from invnas.pipeline.searcher import ABANDONED_ATTR, TUNE_TRIAL_ATTR, ArchSearcher
+from invnas.pipeline.searcher import (
+    ABANDONED_ATTR,
+    DUPLICATE_ATTR,
+    TUNE_TRIAL_ATTR,
+    ArchSearcher,
+)
 from invnas.space.loader import load_space
 from invnas.strategy.suggest import suggest_arch
 
@@ -118,6 +123,46 @@ def test_a_value_optuna_refuses_leaves_no_trial_running():
         searcher.on_trial_complete("t1", {**result(float("nan")), **one_arch})
     assert searcher.completed == 1 and states(searcher) == [TrialState.FAIL]
     assert searcher.suggest("t2") == one_arch and searcher.repeats_told == 0  # not reused
+
+
+def first_three_alike(trial) -> dict[str, str]:
+    """Optuna trials 0-2 suggest one architecture, later ones each their own."""
+    return {"arch": "A" if trial.number < 3 else f"B{trial.number}"}
+
+
+def test_an_architecture_in_flight_is_not_run_twice_in_a_batch():
+    searcher = make_searcher(None, target=3, batch=2, space=first_three_alike)
+    assert searcher.suggest("t1") == {"arch": "A"}
+    assert searcher.suggest("t2") == {"arch": "B3"}  # trials 1 and 2 (A again) are held
+    assert states(searcher) == [TrialState.RUNNING] * 4
+    searcher.on_trial_complete("t1", {**result(0.6), "arch": "A"})
+    trials = searcher.study.trials
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE] * 3
+    assert [t.values for t in trials[:3]] == [[0.6, 100]] * 3
+    assert [t.user_attrs.get(DUPLICATE_ATTR) for t in trials[:3]] == [None, "t1", "t1"]
+    assert searcher.repeats_told == 2 and searcher.completed == 1
+
+
+def test_repeats_held_for_a_failing_trial_fail_with_it():
+    searcher = make_searcher(None, target=3, batch=2, space=first_three_alike)
+    searcher.suggest("t1"), searcher.suggest("t2")
+    searcher.on_trial_complete("t1", error=True)
+    assert states(searcher)[:3] == [TrialState.FAIL] * 3
+    assert searcher.repeats_told == 0 and searcher.failed == 1
+    assert all(DUPLICATE_ATTR not in t.user_attrs for t in searcher.study.trials)
+
+
+def test_held_repeats_survive_a_restore_and_are_told_after_it(tmp_path):
+    journal, snapshot = tmp_path / "optuna.journal", str(tmp_path / "searcher.pkl")
+    driver = make_searcher(journal, target=3, batch=2, space=first_three_alike)
+    driver.suggest("t1"), driver.suggest("t2")
+    driver.save(snapshot)
+
+    restored = make_searcher(journal, target=3, batch=2, space=first_three_alike)
+    restored.restore(snapshot)
+    assert states(restored) == [TrialState.RUNNING] * 4  # none abandoned
+    restored.on_trial_complete("t1", {**result(0.6), "arch": "A"})
+    assert states(restored)[:3] == [TrialState.COMPLETE] * 3 and restored.repeats_told == 2
 
 
 def test_same_suggestions_as_rays_optuna_search():

@@ -65,36 +65,12 @@ def stride_pool_cpu(input: torch.Tensor, stride: Pair) -> torch.Tensor:
     return torch.ops.invnas.stride_pool(input, stride)
 
 
-class _InvolutionCpu(torch.autograd.Function):
-    """The native kernels: called directly when running eagerly, through the
-    ``invnas::involution*`` custom ops when traced (torch.compile, torch.export); the grad_fn of
-    the cpu backend's outputs."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
-    ) -> torch.Tensor:
-        from invnas.ops import library
-
-        ctx.save_for_backward(input, weight)
-        ctx.geometry, ctx.kernels = list(geometry), library.KERNELS_CPU
-        ctx.direct = library.is_plain_eager(input, weight)
-        run = library.forward_kernel if ctx.direct else torch.ops.invnas.involution
-        kh, kw, sh, sw, ph, pw, dh, dw = geometry
-        return run(input, weight, [kh, kw], [sh, sw], [ph, pw], [dh, dw], library.KERNELS_CPU)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        from invnas.ops import library
-
-        direct = ctx.direct and library.is_plain_eager(grad_out)
-        return *library.involution_grads(ctx, grad_out, direct), None
-
-
 def involution_cpu(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """Involution with the native CPU kernels (float32/float64 CPU tensors, validated arguments)
     through the custom op ``invnas::involution`` (see :mod:`invnas.ops.library`).
 
     Differentiable once in ``input`` and ``weight``.
     """
-    return _InvolutionCpu.apply(input, weight, geometry)
+    from invnas.ops import library  # imports this module
+
+    return library.involution_with(library.KERNELS_CPU, input, weight, geometry)

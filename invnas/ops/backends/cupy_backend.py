@@ -2,12 +2,15 @@
 
 CuPy is imported lazily, so importing this module never fails on machines without it.
 Kernels run on PyTorch's current CUDA stream and read and write the tensors' memory directly.
+:func:`forward`, :func:`backward_input` and :func:`backward_weight` are the kernels that the custom
+op ``invnas::involution`` runs for ``kernels="cupy"`` (see :mod:`invnas.ops.library`).
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -117,34 +120,36 @@ def _shape_args(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -
     return (b, c, h, w, groups, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw)
 
 
-class _InvolutionCuPy(torch.autograd.Function):
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(
-        ctx: Any, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
-    ) -> torch.Tensor:
-        input, weight = input.contiguous(), weight.contiguous()
-        shape = _shape_args(input, weight, geometry)
-        b, c, _, _, _, _, _, ho, wo = shape[:9]
-        output = input.new_empty((b, c, ho, wo))
-        _launch("involution_forward", input, weight, output, shape)
-        ctx.save_for_backward(input, weight)
-        ctx.shape = shape
-        return output
+def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """The forward kernel: ``input`` and ``weight`` of one dtype on one CUDA device; what
+    ``invnas::involution`` runs for "cupy"."""
+    input, weight = input.contiguous(), weight.contiguous()
+    shape = _shape_args(input, weight, geometry)
+    output = input.new_empty((*shape[:2], *shape[7:9]))
+    _launch("involution_forward", input, weight, output, shape)
+    return output
 
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        input, weight = ctx.saved_tensors
-        grad_output = grad_output.to(input.dtype).contiguous()
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = torch.empty_like(input)
-            _launch("involution_backward_input", grad_output, weight, grad_input, ctx.shape)
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.empty_like(weight)
-            _launch("involution_backward_weight", grad_output, input, grad_weight, ctx.shape)
-        return grad_input, grad_weight, None
+
+def _gradient_kernel(which: str) -> Callable[..., torch.Tensor]:
+    """The kernel ``involution_<which>`` as a function of (grad_out, input, weight, geometry)
+    returning the gradient of the input (``backward_input``) or of the weight
+    (``backward_weight``): what the op's backward ops run for "cupy"."""
+    of_input = which == "backward_input"
+
+    def gradient(
+        grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
+    ) -> torch.Tensor:
+        shape = _shape_args(input, weight, geometry)
+        like, other = (input, weight) if of_input else (weight, input)
+        grad = torch.empty_like(like, memory_format=torch.contiguous_format)
+        _launch(f"involution_{which}", grad_out.contiguous(), other.contiguous(), grad, shape)
+        return grad
+
+    return gradient
+
+
+backward_input = _gradient_kernel("backward_input")
+backward_weight = _gradient_kernel("backward_weight")
 
 
 def _compute_dtype(input: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -165,11 +170,17 @@ def involution_cupy(input: torch.Tensor, weight: torch.Tensor, geometry: Geometr
 
     input (B, C, H, W) and weight (B, G, kh*kw, Ho, Wo) on the same CUDA device
     -> (B, C, Ho, Wo) in their common dtype (autocast's dtype inside an autocast region).
+    Runs through the custom op ``invnas::involution`` (kernels "cupy") when traced, so that
+    torch.compile and torch.export capture it as on the CPU.
     """
     if input.device.type != "cuda" or weight.device != input.device:
         raise ValueError(
             f"involution (cupy backend): input and weight must be on one CUDA device, "
             f"got {input.device} and {weight.device}"
         )
+    from invnas.ops import library  # imports this module
+
     dtype = _compute_dtype(input, weight)
-    return _InvolutionCuPy.apply(input.to(dtype), weight.to(dtype), geometry)
+    return library.involution_with(
+        library.KERNELS_CUPY, input.to(dtype), weight.to(dtype), geometry
+    )

@@ -53,6 +53,8 @@ CACHE = RESULTS / "cache" / "rank_correlation"
 PUBLISHED = {"uniform": 0.62, "fair": 0.95}  # Kendall tau, 13 ImageNet models (FairNAS paper)
 BOOTSTRAP = 2000
 ENGINE_STREAMS = "engine-1"  # random streams of invnas.engine's training functions
+ARCH_KEYS = ("name", "input", "num_classes", "stem", "stages", "seed")
+DATA_KEYS = ("dataset", "path", "val_fraction", "test_fraction", "batch_size", "augment")
 
 
 def load_space(
@@ -74,12 +76,17 @@ def load_space(
     return space, config
 
 
-def digest(space, config) -> str:
-    """Short hash of everything in the space and its settings (and of the engine's streams):
-    cache entries of an edited space file are never reused."""
+def digest(space, config, *settings: str) -> str:
+    """Short hash of the architecture space, its data and the run settings named in
+    ``settings`` (e.g. ``"retrain"``), and of the engine's streams: a cache entry is reused
+    only while everything that shaped it is unchanged, and survives edits to the rest (a
+    stand-alone score does not depend on the search's settings)."""
     from invnas.space.serialize import space_to_dict
 
-    return _key(ENGINE_STREAMS, json.dumps(space_to_dict(space, config), sort_keys=True))
+    whole = space_to_dict(space, config)
+    data = {key: whole["data"].get(key) for key in DATA_KEYS}
+    kept = {key: whole[key] for key in (*ARCH_KEYS, *settings)}
+    return _key(ENGINE_STREAMS, json.dumps({**kept, "data": data}, sort_keys=True, default=str))
 
 
 def data_of(space, config):
@@ -161,12 +168,14 @@ def train_standalone(space, config, arch: str, seed: int, cache: Path) -> dict:
             "seconds": time.perf_counter() - start,
         }
 
-    return _cached(cache / f"standalone-{_key(digest(space, config), arch, seed)}.json", compute)
+    key = _key(digest(space, config, "retrain"), arch, seed)
+    return _cached(cache / f"standalone-{key}.json", compute)
 
 
 def supernet_file(space, config, sampling: str, cache: Path) -> Path:
     epochs = config.supernet.epochs
-    return cache / f"supernet-{sampling}-{epochs}ep-{digest(space, config)}.pt"
+    key = digest(space, config, "supernet", "search")
+    return cache / f"supernet-{sampling}-{epochs}ep-{key}.pt"
 
 
 def train_supernet(space, config, sampling: str, cache: Path) -> Path:
@@ -312,7 +321,7 @@ def run(args: argparse.Namespace) -> dict:
         "experiment": "rank_correlation",
         "command": "python experiments/rank_correlation.py " + " ".join(sys.argv[1:]),
         "space": args.space,
-        "space_digest": digest(space, config),
+        "space_digest": digest(space, config, "supernet", "search", "retrain"),
         "archs": archs,
         "standalone_epochs": config.retrain.epochs,
         "standalone_seeds": seeds,

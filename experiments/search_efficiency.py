@@ -1,13 +1,14 @@
 """Search efficiency: NSGA-II and TPE against random search at the same trial budget.
 
-Every search runs Optuna directly (no Ray) over the same trained quickstart supernet
-(search_spaces/quickstart.yaml, uniform path sampling, the space's supernet settings; trained
-once and cached, shared with experiments/rank_correlation.py). A trial scores its architecture
-exactly as an ``invnas search`` trial does: weights inherited from the supernet, BatchNorm
-recalibrated on ``search.bn_batches`` training batches, accuracy on the validation split; MACs
-from the cost model. The samplers are built by ``invnas.strategy.samplers.make_sampler`` with
-the budget, as the search builds them (NSGA-II population budget/4, TPE budget/3 start-up
-trials), and the architecture is suggested by ``invnas.strategy.suggest.suggest_arch``.
+Every search runs Optuna directly (no Ray) over one trained supernet of the space (--space,
+default search_spaces/quickstart.yaml; uniform path sampling, the space's supernet settings;
+trained once and cached, shared with experiments/rank_correlation.py). A trial scores its
+architecture exactly as an ``invnas search`` trial does: weights inherited from the supernet,
+BatchNorm recalibrated on ``search.bn_batches`` training batches, accuracy on the validation
+split; MACs from the cost model. The samplers are built by
+``invnas.strategy.samplers.make_sampler`` with the budget, as the search builds them (NSGA-II
+population budget/4, TPE budget/3 start-up trials), and the architecture is suggested by
+``invnas.strategy.suggest.suggest_arch``.
 
 Quality of a search: the hypervolume of its (accuracy, MACs) front, with coordinates error =
 1 - accuracy (reference 1) and MACs / the space's largest MACs (reference 1), reported after
@@ -41,6 +42,7 @@ from outputs import write_outputs  # noqa: E402
 from rank_correlation import (  # noqa: E402
     CACHE,
     RESULTS,
+    SPACE_FILE,
     data_of,
     digest,
     load_space,
@@ -54,7 +56,7 @@ EVAL_CACHE = RESULTS / "cache" / "search_efficiency"
 
 
 class Evaluator:
-    """Inherited-weight validation accuracy and MACs of quickstart architectures, scored as a
+    """Inherited-weight validation accuracy and MACs of the space's architectures, scored as a
     search trial scores them (:func:`invnas.engine.score_arch`), memoized."""
 
     def __init__(self, space, config, weights: Path, memo_file: Path) -> None:
@@ -94,7 +96,7 @@ def one_search(
     from invnas.strategy.suggest import suggest_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = cache / digest(space, config)  # evaluations of this space and supernet only
+    cache = cache / digest(space, config, "supernet", "search")  # this supernet's scores
     memo_file = cache / f"evaluations-{sampler_name}-{seed}.json"
     evaluator = Evaluator(space, config, weights, memo_file)
     suggest = functools.partial(
@@ -170,7 +172,8 @@ def volume_curve(trials: list[dict], macs_max: int) -> list[float]:
 def run(args: argparse.Namespace) -> dict:
     from invnas.space.cost import bounds
 
-    space, config = load_space(supernet_epochs=args.supernet_epochs)
+    space_file = Path(args.space).resolve()
+    space, config = load_space(supernet_epochs=args.supernet_epochs, path=space_file)
     supernet_epochs = config.supernet.epochs
     macs_max = bounds(space).macs_max
     started = time.perf_counter()
@@ -208,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "experiment": "search_efficiency",
         "command": "python experiments/search_efficiency.py " + " ".join(sys.argv[1:]),
-        "space": "search_spaces/quickstart.yaml",
+        "space": args.space,
         "supernet": {"sampling": "uniform", "epochs": supernet_epochs},
         "trials": args.trials,
         "seeds": args.seeds,
@@ -250,7 +253,7 @@ def markdown(result: dict) -> str:
             "",
             f"`{result['command'].strip()}`",
             "",
-            f"Optuna over one quickstart supernet (uniform sampling, "
+            f"Optuna over one supernet of {result['space']} (uniform sampling, "
             f"{result['supernet']['epochs']} epochs); each trial = inherited weights + BatchNorm "
             f"recalibration, validation accuracy. Hypervolume of {result['hypervolume_definition']}"
             f"; mean ± std over {result['seeds']} seeds at the same budget of {result['trials']} "
@@ -269,6 +272,11 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--space",
+        default=str(SPACE_FILE.relative_to(ROOT)),
+        help="space file (default: the quickstart space)",
+    )
     parser.add_argument("--trials", type=int, default=60, help="trials per search")
     parser.add_argument("--seeds", type=int, default=20, help="searches per sampler")
     parser.add_argument("--workers", type=int, default=2)

@@ -14,7 +14,7 @@ from invnas.space import cardinality, load_space
 from invnas.space.cost import bounds, cost
 from invnas.space.serialize import fixed_arch
 
-EXAMPLES = ["quickstart", "cifar_hybrid", "imagenet_rednet"]
+EXAMPLES = ["quickstart", "fashion", "cifar_hybrid", "imagenet_rednet"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -9,12 +9,20 @@ import pytest
 
 from invnas import __version__
 from invnas.cli import human, main
+from invnas.data.mnist import FASHION_MNIST_DIR
 from invnas.resources import search_spaces_dir
 from invnas.space import cardinality, load_space
 from invnas.space.cost import bounds, cost
 from invnas.space.serialize import fixed_arch
 
-EXAMPLES = ["quickstart", "fashion", "cifar_hybrid", "imagenet_rednet"]
+FASHION_MNIST = pytest.param(
+    "fashion",
+    marks=pytest.mark.skipif(
+        not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
+        reason="validate checks the data: apt-get install dataset-fashion-mnist",
+    ),
+)
+EXAMPLES = ["quickstart", FASHION_MNIST, "cifar_hybrid", "imagenet_rednet"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -387,13 +387,18 @@ def markdown(result: dict) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_space_argument(parser: argparse.ArgumentParser) -> None:
+    """``--space``: the space file an experiment studies (default: the quickstart space)."""
     parser.add_argument(
         "--space",
         default=str(SPACE_FILE.relative_to(ROOT)),
         help="space file (default: the quickstart space)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_space_argument(parser)
     parser.add_argument("--archs", type=int, default=30, help="architectures to sample")
     parser.add_argument("--epochs", type=int, help="stand-alone epochs (default: the space's)")
     parser.add_argument("--supernet-epochs", type=int, help="default: the space's")

@@ -42,7 +42,7 @@ from outputs import write_outputs  # noqa: E402
 from rank_correlation import (  # noqa: E402
     CACHE,
     RESULTS,
-    SPACE_FILE,
+    add_space_argument,
     data_of,
     digest,
     load_space,
@@ -272,11 +272,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--space",
-        default=str(SPACE_FILE.relative_to(ROOT)),
-        help="space file (default: the quickstart space)",
-    )
+    add_space_argument(parser)
     parser.add_argument("--trials", type=int, default=60, help="trials per search")
     parser.add_argument("--seeds", type=int, default=20, help="searches per sampler")
     parser.add_argument("--workers", type=int, default=2)

@@ -63,9 +63,14 @@ def _supernet_epochs_done(run: Path) -> int:
     return len(list(run.glob("supernet/trial_*/checkpoint_*")))
 
 
+def _retrain_epochs_done(run: Path) -> int:
+    return len(list(run.glob("retrain/trial_*/checkpoint_*")))
+
+
 STOPS = {
     "SIGTERM in the search": (signal.SIGTERM, completed_search_trials, 143),
     "SIGINT in the supernet": (signal.SIGINT, _supernet_epochs_done, 130),
+    "SIGHUP in the retraining": (signal.SIGHUP, _retrain_epochs_done, 129),
 }
 
 
@@ -73,7 +78,12 @@ STOPS = {
 @pytest.mark.parametrize("case", STOPS, ids=list(STOPS))
 def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ray_tmpdir):
     stop, progress, code = STOPS[case]
-    space = write_space(tmp_path, search={"trials": 4, "max_concurrent": 2}, supernet={"epochs": 3})
+    space = write_space(
+        tmp_path,
+        search={"trials": 4, "max_concurrent": 2},
+        supernet={"epochs": 3},
+        retrain={"epochs": 6},
+    )
     run = tmp_path / "runs" / "s"
     env = driver_env(ray_tmpdir)
     driver = start_search(space, run, env)

@@ -110,8 +110,10 @@ def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ra
 @pytest.mark.slow
 def test_tune_returning_early_unasked_is_carried_on(tmp_path, ray_tmpdir):
     """SIGUSR1 makes Tune end its loop early (its own handler) while the run's stop handler
-    saw nothing: the driver restores the experiment and the run completes in one go."""
-    trials = 6
+    saw nothing: the driver restores the experiment and the run completes in one go. (Python
+    runs the handler only when the driver's main thread is back from Ray's C calls, a second or
+    so later: enough trials are asked that the search is still on then.)"""
+    trials = 16
     space = write_space(tmp_path, search={"trials": trials, "max_concurrent": 2})
     run = tmp_path / "runs" / "u"
     driver = start_search(space, run, driver_env(ray_tmpdir))

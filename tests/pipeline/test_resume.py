@@ -82,7 +82,7 @@ def test_a_stop_signal_interrupts_cleanly_and_resume_finishes(case, tmp_path, ra
         tmp_path,
         search={"trials": 4, "max_concurrent": 2},
         supernet={"epochs": 3},
-        retrain={"epochs": 6},
+        retrain={"epochs": 30},  # still training when the signal is handled
     )
     run = tmp_path / "runs" / "s"
     env = driver_env(ray_tmpdir)

@@ -37,7 +37,7 @@ import platform
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -115,17 +115,12 @@ def load_study(run_path: str | Path, epochs: int | None = None) -> Study:
     from invnas.rundir import open_run
 
     run = invnas.load_run(run_path)
-    space, config = open_run(run.path).settings()
+    rundir = open_run(run.path)
+    space, config = rundir.settings()
     if epochs is not None:
         config = replace(config, retrain=replace(config.retrain, epochs=epochs))
-    study = Study(
-        run.path,
-        run.results,
-        space,
-        config,
-        run.info.data_root,
-        str(open_run(run.path).supernet_weights),
-    )
+    weights = str(rundir.supernet_weights)
+    study = Study(run.path, run.results, space, config, run.info.data_root, weights)
     winner_of(study)
     return study
 
@@ -316,21 +311,29 @@ def train_design(study: Study, arch: str, seed: int, threads: int, path: Path) -
 def train_all(
     study: Study, archs: list[str], seeds: list[int], cache: Path, workers: int, threads: int
 ) -> tuple[dict[tuple[str, int], dict], int]:
-    """Every (arch, seed)'s result, training only those not in ``cache`` (in ``workers``
-    processes of ``threads`` torch threads; in this process for one worker); and how many
-    were trained."""
-    jobs = {(a, s): cache_file(study, cache, a, s) for a in archs for s in seeds}
+    """Every (arch, seed)'s result, training only those not in ``cache`` (seed 0 of every
+    arch first; in ``workers`` processes of ``threads`` torch threads, in this process for one
+    worker), and how many were trained. Prints each result as it comes."""
+    jobs = {(a, s): cache_file(study, cache, a, s) for s in seeds for a in archs}
     missing = [key for key, path in jobs.items() if not path.exists()]
+
+    def done(record: dict) -> None:
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {record['arch']} seed {record['seed']}: "
+            f"{points(record['test_accuracy'])} test accuracy, {record['seconds'] / 60:.1f} min",
+            flush=True,
+        )
+
     if workers == 1:
         for arch, seed in missing:
-            train_design(study, arch, seed, threads, jobs[arch, seed])
+            done(train_design(study, arch, seed, threads, jobs[arch, seed]))
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = [
                 pool.submit(train_design, study, a, s, threads, jobs[a, s]) for a, s in missing
             ]
-            for future in futures:
-                future.result()
+            for future in as_completed(futures):
+                done(future.result())
     return {key: json.loads(path.read_text()) for key, path in jobs.items()}, len(missing)
 
 

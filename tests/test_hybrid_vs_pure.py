@@ -74,6 +74,9 @@ def test_each_training_runs_once_and_the_table_has_every_design(hvp, run_dir, tm
     again = hvp.run(study, groups, notes, args)
     assert again["trainings_run"] == 0 and again["trainings_cached"] == 14
     assert again["archs"][WINNER]["test_accuracy"] == first["archs"][WINNER]["test_accuracy"]
+    hvp.cache_file(study, tmp_path / "cache", WINNER, 1).unlink()  # as if interrupted there
+    assert hvp.run(study, groups, notes, args)["trainings_run"] == 1
+    assert not list((tmp_path / "cache").glob("*.partial"))
     for found in first["archs"].values():
         assert len(found["test_accuracy"]) == 2 and found["min"] <= found["mean"] <= found["max"]
         assert found["latency_ms"] > 0 and found["params"] > 0

@@ -53,13 +53,13 @@ from rank_correlation import _key, digest  # noqa: E402
 from invnas.space.arch import Arch, StageArch, check_arch  # noqa: E402
 from invnas.space.cost import cost  # noqa: E402
 
-RESULTS = ROOT / "experiments" / "results" / "fashion"
-CACHE = RESULTS / "cache" / "hybrid_vs_pure"
 if TYPE_CHECKING:
     from invnas.config import RunConfig
     from invnas.rundir import RetrainedRecord, RunResults
     from invnas.space.spec import OpChoice, SearchSpace, StageSpec
 
+RESULTS = ROOT / "experiments" / "results" / "fashion"
+CACHE = RESULTS / "cache" / "hybrid_vs_pure"
 KIND_NAMES = {"conv": "convolution", "involution": "involution"}
 
 
@@ -147,11 +147,16 @@ def macs_of(study: Study, arch: str) -> int:
     return cost(study.space, Arch.decode(arch)).macs
 
 
-def matched(study: Study, kind: str, target: int, band: float, where: str) -> Design | str:
-    """The best all-``kind`` architecture the search evaluated (by inherited accuracy) whose
-    MACs lie within ``band`` (a fraction) of ``target``; the nearest by MACs when none does;
-    a note when the search evaluated none."""
-    pure = [t for t in study.results.trials if t.eligible and kind_of(t.arch) == kind]
+def matched(study: Study, kind: str, anchor: str, band: float, where: str) -> Design | str:
+    """The best all-``kind`` architecture but ``anchor`` the search evaluated (by inherited
+    accuracy) whose MACs lie within ``band`` (a fraction) of ``anchor``'s; the nearest by MACs
+    when none does; a note when the search evaluated none."""
+    target = macs_of(study, anchor)
+    pure = [
+        t
+        for t in study.results.trials
+        if t.eligible and t.arch != anchor and kind_of(t.arch) == kind
+    ]
     name = f"all-{KIND_NAMES[kind]}"
     if not pure:
         return f"{where}: the search evaluated no feasible {name} architecture"
@@ -229,12 +234,11 @@ def pick_groups(study: Study, band: float, budgets: list[float]) -> tuple[list[G
         winner.arch,
         inherited(study, winner.arch),
     )
-    target = macs_of(study, winner.arch)
     groups = [
         group(
             "winner",
             anchor,
-            [matched(study, kind, target, band, "at the winner's MACs") for kind in KIND_NAMES]
+            [matched(study, kind, winner.arch, band, "at the winner's MACs") for kind in KIND_NAMES]
             + [styled(study, winner.arch, kind) for kind in KIND_NAMES],
         )
     ]
@@ -254,7 +258,7 @@ def pick_groups(study: Study, band: float, budgets: list[float]) -> tuple[list[G
         role = f"the searched front's best {where} (trial {best.trial_id})"
         design = Design(f"front {where}", role, best.arch, best.metrics.accuracy)
         at = f"at {macs_of(study, best.arch) / 1e6:.2f}M MACs"
-        rivals = [matched(study, kind, macs_of(study, best.arch), band, at) for kind in KIND_NAMES]
+        rivals = [matched(study, kind, best.arch, band, at) for kind in KIND_NAMES]
         groups.append(group(f"front {where}", design, rivals))
     return groups, notes
 

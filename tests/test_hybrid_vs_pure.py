@@ -37,10 +37,16 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_the_pure_designs_are_pure_and_matched_by_macs(hvp, run_dir):
     study = hvp.load_study(run_dir, epochs=1)
-    groups, notes = hvp.pick_groups(study, BAND, [BUDGET * 1e6, 0.01e6])
-    assert [g.name for g in groups] == ["winner", "front within 0.2M MACs"]
+    groups, notes = hvp.pick_groups(study, BAND, [BUDGET * 1e6, 0.01e6, 0.1e6])
+    names = ["winner", "front within 0.1M MACs", "front within 0.2M MACs"]
+    assert [g.name for g in groups] == names
     assert notes == ["budget 0.01M MACs: no front architecture within it"]
-    winner, budget = groups
+    winner, pure, budget = groups
+    # within 0.1M MACs the front's best is the only all-involution trial: not its own rival
+    assert pure.anchor.arch == TRIALS[1][0] and [d.label[:8] for d in pure.rivals] == ["all-conv"]
+    assert pure.notes == (
+        "at 0.06M MACs: the search evaluated no feasible all-involution architecture",
+    )
     assert winner.anchor.arch == WINNER and budget.anchor.arch == TRIALS[6][0]
     for g in groups:
         target = hvp.macs_of(study, g.anchor.arch)

@@ -344,12 +344,13 @@ def train_all(
 def latency_ms(study: Study, arch: str) -> float:
     """Median batch-1 CPU latency of ``arch`` with the search's threads, measured as a search
     trial measures it (:func:`invnas.train.latency.measure_latency_ms`)."""
+    from invnas.engine.scoring import LATENCY_REPEATS
     from invnas.nn.builder import build_model
     from invnas.train.latency import measure_latency_ms
 
     model = build_model(study.space, Arch.decode(arch))
     shape = (study.space.input.channels, study.space.input.size, study.space.input.size)
-    return measure_latency_ms(model, shape, threads=study.latency_threads)
+    return measure_latency_ms(model, shape, repeats=LATENCY_REPEATS, threads=study.latency_threads)
 
 
 def summary(study: Study, arch: str, records: list[dict]) -> dict:

@@ -668,7 +668,8 @@ def plan_text(study: Study, groups: list[Group], notes: list[str], args) -> str:
         lines.append(f"{g.name}:")
         for d in (g.anchor, *g.rivals):
             note = f" ({d.note})" if d.note else ""
-            lines.append(f"  {d.role}{note}: {d.arch}, {macs_of(study, d.arch) / 1e6:.2f}M MACs")
+            macs = macs_of(study, d.arch) / 1e6
+            lines.append(f"  [{kind_of(d.arch)}] {d.role}{note}: {d.arch}, {macs:.2f}M MACs")
         lines += [f"  note: {n}" for n in g.notes]
     lines += [f"note: {n}" for n in notes]
     lines.append(

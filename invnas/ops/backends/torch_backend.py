@@ -297,29 +297,44 @@ def _backward_input_eager(
     gradient at the input columns that column v reads."""
     b, c, h, w = input.shape
     groups, taps, ho, wo = weight.shape[1:]
-    kh, kw, ph = geometry[0], geometry[1], geometry[4]
+    kh, kw, sh, ph = geometry[0], geometry[1], geometry[2], geometry[4]
     rows, cg = b * groups, c // groups
     hp = h + 2 * ph
     grad = _rows(grad_out, groups)
     kernel = weight.reshape(rows, taps, 1, ho, wo)
     result = grad_out.new_empty((rows, cg, h, w))
     step, chunks = _chunks(rows, cg * hp * wo)
-    buffer = grad_out.new_empty((step, cg, 1, hp, wo))
+    buffer = grad_out.new_empty((step, cg, hp, wo))
     copies = _column_copies(geometry, w, wo)
+    # A column whose taps read every input column (the middle one with "same" padding and
+    # stride 1) goes first and is copied into the gradient rather than added into zeros.
+    whole = [v for v, (_, cols) in enumerate(copies) if cols == slice(0, w, 1)]
+    order = whole[:1] + [v for v in range(kw) if v not in whole[:1]]
     one_column = (kh, 1, *geometry[2:])
-    full = _shifted_taps(buffer, one_column, (ho, wo))[:, :, :, 0].unbind(2)
+    full = _shifted_taps(buffer.unsqueeze(2), one_column, (ho, wo))[:, :, :, 0].unbind(2)
     for start, n in chunks:
         column = buffer[:n]
         views = full if n == step else [view[:n] for view in full]
         g, k = grad[start : start + n], kernel[start : start + n].unbind(1)
         acc = result[start : start + n]
-        acc.zero_()
-        for v, (out_cols, in_cols) in enumerate(copies):
-            column.zero_()
-            for u, view in enumerate(views):
-                view.addcmul_(g, k[u * kw + v])
+        if not whole:
+            acc.zero_()
+        for v in order:
+            if sh == 1:  # tap u=0 writes rows 0..Ho-1 outright; only the rows below need zeros
+                column[:, :, ho:].zero_()
+                torch.mul(g, k[v], out=views[0])
+            else:
+                column.zero_()
+                views[0].addcmul_(g, k[v])
+            for u in range(1, kh):
+                views[u].addcmul_(g, k[u * kw + v])
+            out_cols, in_cols = copies[v]
             if out_cols.stop > out_cols.start:
-                acc[..., in_cols] += column[:, :, 0, ph : ph + h, out_cols]
+                products = column[:, :, ph : ph + h, out_cols]
+                if v in whole[:1]:
+                    acc.copy_(products)
+                else:
+                    acc[..., in_cols] += products
     return result.view(b, c, h, w)
 
 

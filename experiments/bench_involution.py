@@ -22,6 +22,7 @@ the growth of ru_maxrss: the peak resident memory that the operation added on to
     python experiments/bench_involution.py --quick    # smoke run, a few seconds per case
     python experiments/bench_involution.py --stages 1 --methods torch cpu torch-compile
     python experiments/bench_involution.py --methods torch --update   # re-run rows, keep others
+    python experiments/bench_involution.py --methods torch --chunk-elements 65536 --out /tmp/c.json
 
 Each row also has bwd_fwd_ratio: (fwd+bwd - fwd) / fwd of the medians, the backward's cost in
 forwards (robust to the load of a shared machine, which slows both alike).
@@ -124,6 +125,10 @@ def _times_ms(fn: Callable[[], None], repeats: int, warmup: int) -> list[float]:
 def _worker(spec: dict) -> dict:
     """Runs in a fresh process: memory first (one fwd+bwd), then the timings."""
     torch.set_num_threads(spec["threads"])
+    if spec.get("chunk_elements"):
+        from invnas.ops.backends import torch_backend
+
+        torch_backend.CHUNK_ELEMENTS = spec["chunk_elements"]
     tiny = _make_case(spec["method"], 1, GROUP_CHANNELS, 8)
     tiny(True)  # loads the method's libraries (and the compiled kernel) before measuring memory
     run = _make_case(spec["method"], spec["batch"], spec["channels"], spec["size"])
@@ -231,6 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS[:5])
     parser.add_argument("--stages", type=int, default=None, help="only the first N stages")
     parser.add_argument(
+        "--chunk-elements",
+        type=int,
+        default=None,
+        help="the torch backend's CHUNK_ELEMENTS (per thread), to check its tuning",
+    )
+    parser.add_argument(
         "--update",
         action="store_true",
         help="replace only the re-run (method, stage) rows of --out, keeping the others",
@@ -262,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                 "repeats": repeats,
                 "warmup": 1 if args.quick else 2,
             }
+            if args.chunk_elements:
+                spec["chunk_elements"] = args.chunk_elements
             results.append(_run_case(spec))
             r = results[-1]
             print(

@@ -18,11 +18,40 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 300.0
 TARGET_TEST_ACCURACY = 0.97
+
+
+@dataclass(frozen=True)
+class Search:
+    """One timed ``invnas search``: wall-clock seconds, its run directory, its results.json
+    and its output."""
+
+    seconds: float
+    run_dir: Path
+    results: dict
+    output: str
+
+
+def run_search(space: str, storage: Path, env: dict[str, str] | None = None) -> Search | None:
+    """Run ``invnas search SPACE`` into ``storage`` (a fresh run name) with ``env`` added to
+    this process's environment; None (its output's tail printed) if it fails."""
+    name = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    command = ["invnas", "search", space, "--name", name, "--storage", str(storage)]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **(env or {}))
+    start = time.perf_counter()
+    completed = subprocess.run(command, env=env, cwd=storage, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
+        print(f"invnas search exited {completed.returncode}", file=sys.stderr)
+        return None
+    results = json.loads((storage / name / "results.json").read_text())
+    return Search(seconds, storage / name, results, completed.stdout + completed.stderr)
 
 
 def main() -> int:
@@ -33,17 +62,10 @@ def main() -> int:
     args = parser.parse_args()
 
     storage = Path(tempfile.mkdtemp(prefix="invnas-bench-"))
-    name = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = ["invnas", "search", args.space, "--name", name, "--storage", str(storage)]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    start = time.perf_counter()
-    completed = subprocess.run(command, env=env, cwd=storage, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
-        print(f"invnas search exited {completed.returncode}", file=sys.stderr)
+    search = run_search(args.space, storage)
+    if search is None:
         return 1
-    results = json.loads((storage / name / "results.json").read_text())
+    seconds, results = search.seconds, search.results
     retrained = [r for r in results["retrained"] if r["status"] == "completed"]
     best = max(retrained, key=lambda r: r["metrics"]["test_accuracy"], default=None)
     figures = {
@@ -80,7 +102,7 @@ def main() -> int:
 
         shutil.rmtree(storage, ignore_errors=True)
     else:
-        print(f"run directory: {storage / name}")
+        print(f"run directory: {search.run_dir}")
     return 0
 
 

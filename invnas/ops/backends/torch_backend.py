@@ -3,13 +3,18 @@
 Never builds the (B, C*K*K, L) unfold tensor. Two forms of each formula:
 
 - eager (plain tensors, no autograd recording): the batch, with its groups (B*G rows), is cut
-  into chunks of about ``CHUNK_ELEMENTS`` so that each chunk's accumulator stays in the CPU's
-  cache over all the taps, and every tap is one in-place ``addcmul_`` into a preallocated
-  buffer. The input gradient adds grad_out times each tap into that tap's window of a padded
-  buffer; the weight gradient loops over the group's channels (not the taps), adding each
-  channel's grad_out times a strided "unfold" view of that channel (no copy), so that it costs
-  one multiply-add per element of the weight gradient per channel, as the forward costs one per
-  output element per tap.
+  into chunks of about ``CHUNK_ELEMENTS`` per thread, so that each chunk's accumulator stays in
+  the CPU's cache over all the taps, and every tap is one in-place ``addcmul_`` into a
+  preallocated buffer. Each chunk's input is first copied once per kernel column ``v`` into a
+  buffer of shifted columns (row r of copy v is padded-input row r at the columns that column
+  ``v`` of the taps reads), so that with stride 1 every tap's view is one contiguous run of
+  Ho*Wo elements rather than Ho runs of Wo (2-3.5x faster per element at 28x28 and 14x14).
+  The input gradient accumulates grad_out times the taps of one kernel column at a time into
+  a (Hp, Wo) buffer, which it then adds, shifted back, into the gradient; the weight gradient
+  loops over the group's channels (not the taps), adding each channel's grad_out times that
+  channel's shifted copies seen as every tap at once (a strided view, no copy), so that it
+  costs one multiply-add per element of the weight gradient per channel, as the forward costs
+  one per output element per tap.
 - banded (eager, small maps): each row's kernels as one (Ho*Wo, Hp*Wp) matrix, zero off the
   band of pixels each output reads; the forward and both gradients are then batched matrix
   products (the forward hands its matrix to the input gradient).
@@ -26,10 +31,13 @@ import torch.nn.functional as F
 
 from invnas.ops.backends import Geometry, Pair
 
-# Elements of the largest tensor one chunk updates (1 MiB in float32): measured on 2 cores at
-# B=8 over the RedNet stages (C=64 at 56x56 to C=512 at 7x7), 2**18 was fastest for the forward
-# and both gradients; 2**16 pays for more calls, 2**20 falls out of the 1 MiB L2 cache.
-CHUNK_ELEMENTS = 1 << 18
+# Elements of the largest tensor one chunk updates, per intra-op thread (512 KiB in float32):
+# TensorIterator splits each op's elements among the threads, so every core's share of the
+# accumulator and of the shifted input beside it stays in its 1 MiB L2 cache. Measured on 2
+# cores at 1 thread (process CPU time, B=8, the RedNet stages C=64 at 56x56 to C=256 at 14x14):
+# 2**17 was fastest, or within the noise, for the forward and both gradients; 2**15-2**16 pay
+# for more calls, 2**19-2**20 ran up to 1.6x slower (the forward most).
+CHUNK_ELEMENTS = 1 << 17
 # Small maps take the banded-matrix form when the padded map has at most this many pixels per
 # kernel tap (its matrix products then do at most this many times the work of shift-and-add):
 # on the RedNet stages, 3.4 (7x7 maps, K=7) ran 3x faster than shift-and-add, 8.2 (14x14) 2x
@@ -84,9 +92,59 @@ def _rows(t: torch.Tensor, groups: int) -> torch.Tensor:
     return t.reshape(t.shape[0] * groups, t.shape[1] // groups, *t.shape[2:])
 
 
-def _chunks(rows: int, row_elements: int) -> list[slice]:
-    step = max(1, CHUNK_ELEMENTS // max(1, row_elements))
-    return [slice(start, start + step) for start in range(0, rows, step)]
+def _chunks(rows: int, row_elements: int) -> tuple[int, list[tuple[int, int]]]:
+    """The rows of the largest chunk, and (first row, rows) of each chunk: CHUNK_ELEMENTS per
+    intra-op thread."""
+    step = max(1, CHUNK_ELEMENTS * torch.get_num_threads() // max(1, row_elements))
+    return min(step, rows), [(start, min(step, rows - start)) for start in range(0, rows, step)]
+
+
+def _column_copies(geometry: Geometry, width: int, wo: int) -> list[tuple[slice, slice]]:
+    """Per kernel column v: (the output columns whose tap in column v reads the input, not its
+    padding; the input columns they read), one strided slice each (empty where none)."""
+    kw, sw, pw, dw = geometry[1], geometry[3], geometry[5], geometry[7]
+    copies = []
+    for v in range(kw):
+        first = max(0, -(-(pw - v * dw) // sw))
+        end = max(first, min(wo, (width - 1 + pw - v * dw) // sw + 1))
+        column = v * dw + first * sw - pw
+        copies.append((slice(first, end), slice(column, column + (end - first - 1) * sw + 1, sw)))
+    return copies
+
+
+def _shifted_taps(shifted: torch.Tensor, geometry: Geometry, out: Pair) -> torch.Tensor:
+    """The (n, CG, kh, kw, Ho, Wo) view of a buffer of shifted columns (n, CG, kw, Hp, Wo): entry
+    (r, c, u, v, i, j) is the padded-input pixel that tap (u, v) of output pixel (i, j) reads.
+    With stride 1, each tap's (Ho, Wo) is one contiguous run."""
+    kh, kw, sh, dh = geometry[0], geometry[1], geometry[2], geometry[6]
+    s = shifted.stride()
+    return shifted.as_strided(
+        (*shifted.shape[:2], kh, kw, *out),
+        (s[0], s[1], dh * s[3], s[2], sh * s[3], s[4]),
+        shifted.storage_offset(),
+    )
+
+
+def _tap_list(
+    shifted: torch.Tensor, geometry: Geometry, out: Pair
+) -> list[tuple[int, torch.Tensor]]:
+    """(tap index, view) of every tap of a buffer of shifted columns, column by column, so that
+    one column's copy is read by its kh taps in a row while it is in the cache."""
+    by_row = _shifted_taps(shifted, geometry, out).unbind(2)
+    kh, kw = geometry[:2]
+    grid = [row.unbind(2) for row in by_row]
+    return [(u * kw + v, grid[u][v]) for v in range(kw) for u in range(kh)]
+
+
+def _load_shifted(
+    shifted: torch.Tensor, x: torch.Tensor, copies: list[tuple[slice, slice]], top: int
+) -> None:
+    """Copy input rows ``x`` (n, CG, H, W) into ``shifted`` (n, CG, kw, Hp, Wo), whose padding
+    entries were zeroed once and are never written."""
+    rows = slice(top, top + x.shape[2])
+    for v, (out_cols, in_cols) in enumerate(copies):
+        if out_cols.stop > out_cols.start:
+            shifted[:, :, v, rows, out_cols].copy_(x[..., in_cols])
 
 
 def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -107,17 +165,26 @@ def forward(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> to
 
 
 def _forward_eager(input: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    b, c, _, _ = input.shape
+    b, c, h, w = input.shape
     groups, taps, ho, wo = weight.shape[1:]
-    padded = _rows(_padded(input, geometry), groups)  # (B*G, CG, Hp, Wp)
-    kernel = weight.reshape(b * groups, taps, 1, ho, wo)
-    out = input.new_empty((b * groups, c // groups, ho, wo))
-    (rows0, cols0), *windows = _tap_windows(geometry, ho, wo)
-    for chunk in _chunks(b * groups, out[0].numel()):
-        x, acc, k = padded[chunk], out[chunk], kernel[chunk].unbind(1)
-        torch.mul(x[..., rows0, cols0], k[0], out=acc)
-        for (rows, cols), tap in zip(windows, k[1:], strict=True):
-            acc.addcmul_(x[..., rows, cols], tap)
+    kw, ph = geometry[1], geometry[4]
+    rows, cg = b * groups, c // groups
+    x = _rows(input, groups)
+    kernel = weight.reshape(rows, taps, 1, ho, wo)
+    out = input.new_empty((rows, cg, ho, wo))
+    step, chunks = _chunks(rows, cg * ho * wo)
+    buffer = input.new_zeros((step, cg, kw, h + 2 * ph, wo))
+    copies = _column_copies(geometry, w, wo)
+    full = _tap_list(buffer, geometry, (ho, wo))
+    for start, n in chunks:
+        shifted = buffer[:n]
+        _load_shifted(shifted, x[start : start + n], copies, ph)
+        views = full if n == step else _tap_list(shifted, geometry, (ho, wo))
+        acc, k = out[start : start + n], kernel[start : start + n].unbind(1)
+        (tap, view), *rest = views
+        torch.mul(view, k[tap], out=acc)
+        for tap, view in rest:
+            acc.addcmul_(view, k[tap])
     return out.view(b, c, ho, wo)
 
 
@@ -225,18 +292,50 @@ def backward_input(
 def _backward_input_eager(
     grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
 ) -> torch.Tensor:
+    """Per kernel column v: the products of its kh taps added into a (Hp, Wo) buffer at their
+    rows (the transpose of the forward's shifted copy), then that buffer added into the
+    gradient at the input columns that column v reads."""
     b, c, h, w = input.shape
     groups, taps, ho, wo = weight.shape[1:]
-    ph, pw = geometry[4:6]
+    kh, kw, sh, ph = geometry[0], geometry[1], geometry[2], geometry[4]
+    rows, cg = b * groups, c // groups
+    hp = h + 2 * ph
     grad = _rows(grad_out, groups)
-    kernel = weight.reshape(b * groups, taps, 1, ho, wo)
-    padded = grad_out.new_zeros((b * groups, c // groups, h + 2 * ph, w + 2 * pw))
-    windows = _tap_windows(geometry, ho, wo)
-    for chunk in _chunks(b * groups, padded[0].numel()):
-        acc, g, k = padded[chunk], grad[chunk], kernel[chunk].unbind(1)
-        for (rows, cols), tap in zip(windows, k, strict=True):
-            acc[..., rows, cols].addcmul_(g, tap)
-    return padded[..., ph : ph + h, pw : pw + w].reshape(b, c, h, w)
+    kernel = weight.reshape(rows, taps, 1, ho, wo)
+    result = grad_out.new_empty((rows, cg, h, w))
+    step, chunks = _chunks(rows, cg * hp * wo)
+    buffer = grad_out.new_empty((step, cg, hp, wo))
+    copies = _column_copies(geometry, w, wo)
+    # A column whose taps read every input column (the middle one with "same" padding and
+    # stride 1) goes first and is copied into the gradient rather than added into zeros.
+    whole = [v for v, (_, cols) in enumerate(copies) if cols == slice(0, w, 1)]
+    order = whole[:1] + [v for v in range(kw) if v not in whole[:1]]
+    one_column = (kh, 1, *geometry[2:])
+    full = _shifted_taps(buffer.unsqueeze(2), one_column, (ho, wo))[:, :, :, 0].unbind(2)
+    for start, n in chunks:
+        column = buffer[:n]
+        views = full if n == step else [view[:n] for view in full]
+        g, k = grad[start : start + n], kernel[start : start + n].unbind(1)
+        acc = result[start : start + n]
+        if not whole:
+            acc.zero_()
+        for v in order:
+            if sh == 1:  # tap u=0 writes rows 0..Ho-1 outright; only the rows below need zeros
+                column[:, :, ho:].zero_()
+                torch.mul(g, k[v], out=views[0])
+            else:
+                column.zero_()
+                views[0].addcmul_(g, k[v])
+            for u in range(1, kh):
+                views[u].addcmul_(g, k[u * kw + v])
+            out_cols, in_cols = copies[v]
+            if out_cols.stop > out_cols.start:
+                products = column[:, :, ph : ph + h, out_cols]
+                if v in whole[:1]:
+                    acc.copy_(products)
+                else:
+                    acc[..., in_cols] += products
+    return result.view(b, c, h, w)
 
 
 def backward_weight(
@@ -261,24 +360,24 @@ def backward_weight(
 def _backward_weight_eager(
     grad_out: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, geometry: Geometry
 ) -> torch.Tensor:
-    b, c = input.shape[:2]
+    b, c, h, w = input.shape
     groups, taps, ho, wo = weight.shape[1:]
-    kh, kw, sh, sw, _, _, dh, dw = geometry
-    padded = _rows(_padded(input, geometry), groups)
-    # Every tap's view at once, per channel: unfolded[n, j, u, v, i, k] is the input pixel that
-    # tap (u, v) of output pixel (i, k) reads in channel j of row n (overlapping strides).
-    n_stride, c_stride, h_stride, w_stride = padded.stride()
-    unfolded = padded.as_strided(
-        (b * groups, c // groups, kh, kw, ho, wo),
-        (n_stride, c_stride, dh * h_stride, dw * w_stride, sh * h_stride, sw * w_stride),
-        padded.storage_offset(),
-    )
+    kh, kw, ph = geometry[0], geometry[1], geometry[4]
+    rows, cg = b * groups, c // groups
+    x = _rows(input, groups)
     grad = _rows(grad_out, groups).unsqueeze(2).unsqueeze(2)  # (B*G, CG, 1, 1, Ho, Wo)
-    out = weight.new_empty((b * groups, kh, kw, ho, wo))
-    for chunk in _chunks(b * groups, out[0].numel()):
-        acc, x, g = out[chunk], unfolded[chunk].unbind(1), grad[chunk].unbind(1)
-        torch.mul(x[0], g[0], out=acc)
-        for channel, grad_channel in zip(x[1:], g[1:], strict=True):
+    out = weight.new_empty((rows, kh, kw, ho, wo))
+    step, chunks = _chunks(rows, taps * ho * wo)
+    buffer = input.new_zeros((step, cg, kw, h + 2 * ph, wo))
+    copies = _column_copies(geometry, w, wo)
+    for start, n in chunks:
+        shifted = buffer[:n]
+        _load_shifted(shifted, x[start : start + n], copies, ph)
+        acc = out[start : start + n]
+        xs = _shifted_taps(shifted, geometry, (ho, wo)).unbind(1)
+        gs = grad[start : start + n].unbind(1)
+        torch.mul(xs[0], gs[0], out=acc)
+        for channel, grad_channel in zip(xs[1:], gs[1:], strict=True):
             acc.addcmul_(channel, grad_channel)
     return out.view(b, groups, taps, ho, wo)
 

@@ -232,7 +232,9 @@ def _ray_for(
     """Ray up for the run, checked to be able to host every phase's trials and reach its
     storage; yields what each phase gets there and the session directory of a local Ray
     started for it."""
-    plan_phases(config.resources, config.retrain.top_k, Machine(1.0))  # bad settings: no Ray
+    # a local Ray gets this machine; a cluster's size is only known once joined
+    before = Machine.local() if address is None else Machine.unbounded()
+    plan_phases(config.resources, config.retrain.top_k, before)  # bad settings: no Ray
     with ray_session(address, temp_dir=temp_dir) as session:
         if address is not None:
             check_storage_on_nodes(storage)

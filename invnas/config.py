@@ -163,8 +163,9 @@ class ResourcesConfig:
     is set, and a whole GPU or none: :func:`plan_phases` refuses a share that would split them.
 
     ``amp``: mixed precision of the supernet's and the retrained architectures' training steps
-    on CUDA (autocast in bfloat16 or float16; ``off``: float32). Training on the CPU, and every
-    evaluation, runs in float32.
+    on CUDA (autocast in bfloat16 or float16, whose gradient scaler is checkpointed with the
+    training state; ``off``: float32). Training on the CPU, and every evaluation, runs in
+    float32.
     """
 
     address: str | None = None

@@ -90,6 +90,7 @@ def train_epoch(
     max_steps: int | None = None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One pass of cross-entropy training over ``loader`` (at most ``max_steps`` batches).
 
@@ -98,12 +99,22 @@ def train_epoch(
     before the bad gradient reaches the weights. With ``sync`` this is one data-parallel
     worker: its gradients are combined with the others' before every optimizer step (the
     returned statistics are its own). ``precision`` (torch.bfloat16 or torch.float16): the
-    forward passes run under autocast in that dtype (float16 with a gradient scaler made for
-    the epoch); None: full precision.
+    forward passes run under autocast in that dtype; None: full precision. float16 scales the
+    loss with ``scaler`` (see :func:`make_scaler`; kept by the caller across epochs and
+    checkpoints), or with a scaler made for the epoch when None.
     """
     forwards = [forward or model]
     return _train_steps(
-        model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps, sync, precision
+        model,
+        loader,
+        optimizer,
+        lambda: forwards,
+        scheduler,
+        epoch,
+        max_steps,
+        sync,
+        precision,
+        scaler,
     )
 
 
@@ -118,19 +129,20 @@ def train_supernet_epoch(
     max_steps: int | None = None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One epoch of weight-sharing training: per batch, ``sampler.step()`` gives the archs
     (one for uniform sampling, several for fair sampling); the gradients of
     ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
-    The reported loss and accuracy are averaged over the archs of each batch. ``sync`` and
-    ``precision``: as in :func:`train_epoch` (every worker's sampler must give the same
-    archs)."""
+    The reported loss and accuracy are averaged over the archs of each batch. ``sync``,
+    ``precision`` and ``scaler``: as in :func:`train_epoch` (every worker's sampler must give
+    the same archs)."""
 
     def paths() -> list[Forward]:
         return [functools.partial(supernet, arch=arch) for arch in sampler.step()]
 
     return _train_steps(
-        supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync, precision
+        supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync, precision, scaler
     )
 
 
@@ -144,11 +156,13 @@ def _train_steps(
     max_steps: int | None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
     device = device_of(model)
-    scaler = torch.amp.GradScaler(device.type) if precision == torch.float16 else None
+    if scaler is None:
+        scaler = make_scaler(device, precision)
     model.train()
     total_loss, correct, seen = 0.0, 0.0, 0
     for step, (images, labels) in enumerate(loader):
@@ -184,6 +198,12 @@ def _train_steps(
         correct += batch_correct / len(forwards)
         seen += batch
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
+
+
+def make_scaler(device: torch.device, precision: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """The gradient scaler of float16 training on ``device``; None for other precisions (which
+    need none). Its ``state_dict`` (the current scale) belongs in a training checkpoint."""
+    return torch.amp.GradScaler(device.type) if precision == torch.float16 else None
 
 
 def _autocast(device: torch.device, precision: torch.dtype | None):

@@ -166,6 +166,12 @@ class ResourcesConfig:
     on CUDA (autocast in bfloat16 or float16, whose gradient scaler is checkpointed with the
     training state; ``off``: float32). Training on the CPU, and every evaluation, runs in
     float32.
+
+    ``channels_last``: the supernet and the retrained architectures keep their weights, and
+    take their images, in NHWC memory order (``on``), which CUDA's convolutions run faster
+    in; ``auto``: on for CUDA training of spaces without involution (its kernels read NCHW, so
+    every involution layer would copy its input), off on the CPU; ``true`` / ``false`` mean
+    ``on`` / ``off``.
     """
 
     address: str | None = None
@@ -182,6 +188,9 @@ class ResourcesConfig:
     )
     gpus_per_worker: float | None = field(default=None, metadata={"min": 0.0, "max": 64})
     amp: Literal["off", "bfloat16", "float16"] = "bfloat16"
+    channels_last: Literal["auto", "on", "off"] = field(
+        default="auto", metadata={"aliases": {True: "on", False: "off"}}
+    )
 
 
 @dataclass(frozen=True)

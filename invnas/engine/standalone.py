@@ -60,6 +60,7 @@ def train_standalone(
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
     precision: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> TrainingResult:
     """Train ``arch`` for ``settings.epochs`` epochs from :func:`initial_model`, its random
     streams derived from ``seed`` (initialisation, then each epoch's order).
@@ -71,7 +72,8 @@ def train_standalone(
     one of several data-parallel workers, as in :func:`invnas.engine.train_supernet`
     (accuracies and latency are measured by the main worker only). ``precision``: autocast
     dtype of the training steps (None: full precision; float16's gradient scaler is
-    checkpointed).
+    checkpointed). ``memory_format``: the model's weights' order, as in
+    :func:`invnas.engine.train_supernet`.
     """
     data = data.on(device)
     seed_everything(seed)
@@ -83,7 +85,7 @@ def train_standalone(
         device,
         supernet_weights=supernet_weights,
         bn_batches=bn_batches,
-    )
+    ).to(memory_format=memory_format)
     optimizer = make_optimizer(model, settings.lr, settings.momentum, settings.weight_decay)
     epochs = max(settings.epochs, 1)
     scheduler = make_scheduler(optimizer, epochs, data.steps_per_epoch)

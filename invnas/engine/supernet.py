@@ -58,6 +58,7 @@ def train_supernet(
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
     precision: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> TrainingResult:
     """Train a supernet of ``space`` for ``settings.epochs`` epochs (cosine schedule, paths
     drawn by ``settings.sampling``), every random stream derived from ``data.seed``.
@@ -72,7 +73,8 @@ def train_supernet(
     statistics are all workers'; the monitor accuracy is measured by the main worker only).
     ``precision``: autocast dtype of the training steps (see
     :func:`invnas.train.train_epoch`); None trains in full precision. float16's gradient
-    scaler lasts the whole run and is checkpointed with it.
+    scaler lasts the whole run and is checkpointed with it. ``memory_format``: the order of
+    the supernet's weights (``torch.channels_last``: NHWC; the images follow them).
 
     Example::
 
@@ -82,7 +84,7 @@ def train_supernet(
     """
     data = data.on(device)
     seed_everything(derive_seed(data.seed, "supernet-init"))
-    supernet = Supernet(space).to(device)
+    supernet = Supernet(space).to(device, memory_format=memory_format)
     optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)
     scheduler = make_scheduler(optimizer, settings.epochs, data.steps_per_epoch)
     scaler = make_scaler(device, precision)

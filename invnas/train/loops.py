@@ -67,10 +67,25 @@ def device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _to(device: torch.device, *tensors: Tensor) -> tuple[Tensor, ...]:
-    """``tensors`` on ``device``; copies from pinned memory to CUDA do not block the host (the
-    kernels that read them queue behind the copies on the same stream)."""
-    return tuple(t.to(device, non_blocking=True) for t in tensors)
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` when ``model``'s convolution weights are stored so (see
+    ``Module.to(memory_format=...)``), else ``torch.contiguous_format``: the loops give their
+    images the model's order."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4 and not parameter.is_contiguous():
+            if parameter.is_contiguous(memory_format=torch.channels_last):
+                return torch.channels_last
+    return torch.contiguous_format
+
+
+def _to(
+    device: torch.device, images: Tensor, labels: Tensor, order: torch.memory_format
+) -> tuple[Tensor, Tensor]:
+    """``images`` (in the memory ``order``) and ``labels`` on ``device``; copies from pinned
+    memory to CUDA do not block the host (the kernels that read them queue behind the copies
+    on the same stream)."""
+    images = images.to(device, non_blocking=True, memory_format=order)
+    return images, labels.to(device, non_blocking=True)
 
 
 def _check_finite(loss: Tensor, epoch: int, step: int) -> None:
@@ -161,6 +176,7 @@ def _train_steps(
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
     device = device_of(model)
+    order = memory_format_of(model)
     if scaler is None:
         scaler = make_scaler(device, precision)
     model.train()
@@ -168,7 +184,7 @@ def _train_steps(
     for step, (images, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images, labels = _to(device, images, labels)
+        images, labels = _to(device, images, labels, order)
         forwards = paths()
         if not forwards:
             raise ValueError("sampler.step() returned no architectures")
@@ -224,6 +240,7 @@ def evaluate(
     previous mode is restored). A NaN loss is returned as is, not raised."""
     forward = forward or model
     device = device_of(model)
+    order = memory_format_of(model)
     was_training = model.training
     model.eval()
     try:
@@ -231,7 +248,7 @@ def evaluate(
         for step, (images, labels) in enumerate(loader):
             if max_steps is not None and step >= max_steps:
                 break
-            images, labels = _to(device, images, labels)
+            images, labels = _to(device, images, labels, order)
             logits = forward(images)
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())

@@ -3,6 +3,7 @@ its own setting; ``invnas validate`` shows it and a run that cannot be placed st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -210,3 +211,21 @@ def test_resuming_with_a_share_too_small_for_the_workers_changes_nothing(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "the retrain phase has" in err[0]
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.path.rglob("*")} == before
+
+
+def test_channels_last_is_on_where_asked_or_for_cuda_convolutions(tmp_path):
+    space, run = load_space_file(write_space(tmp_path, resources={"channels_last": True}))
+    assert run.resources.channels_last == "on"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert TrialContext(space, run, None).memory_format(cpu) == torch.channels_last
+    space, run = load_space_file(TINY)  # auto; the tiny space has involutions
+    context = TrialContext(space, run, None)
+    assert run.resources.channels_last == "auto"
+    assert context.memory_format(cpu) == context.memory_format(cuda) == torch.contiguous_format
+    convs = dataclasses.replace(space, stages=tuple(_conv_only(s) for s in space.stages))
+    assert TrialContext(convs, run, None).memory_format(cuda) == torch.channels_last
+    assert TrialContext(convs, run, None).memory_format(cpu) == torch.contiguous_format
+
+
+def _conv_only(stage):
+    return dataclasses.replace(stage, ops=dataclasses.replace(stage.ops, involution=None))

@@ -114,6 +114,7 @@ def test_validate_shows_what_each_phase_gets(tmp_path, capsys):
         "cpus": cpus,
         "gpus": 0.0,
         "source": "whole machine",
+        "data_workers": {"memory": 0},
     }
     assert shares["search"]["workers"] == 1 and shares["search"]["cpus"] == 1.0
     assert shares["retrain"]["cpus"] == 2.0 and shares["retrain"]["source"] == "retrain_cpus"
@@ -122,7 +123,7 @@ def test_validate_shows_what_each_phase_gets(tmp_path, capsys):
     assert len(lines) == 3
     assert f"2 workers of {cpus / 2:g} CPU" in lines[0] and "(whole machine)" in lines[0]
     assert "1 CPU per trial" in lines[1]
-    assert "2 workers of 1 CPU = 2 CPUs (retrain_cpus)" in lines[2]
+    assert "2 workers of 1 CPU = 2 CPUs (retrain_cpus); 0 DataLoader workers each" in lines[2]
 
 
 def test_validate_refuses_workers_sharing_a_gpu(tmp_path, capsys):

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,7 +328,12 @@ def _run_phases(run: RunDir, context: TrialContext, plan: PhasePlan) -> RunResul
             if display is not None:
                 display.start_phase(phase, *_amount_of_work(context.run, phase))
             share = getattr(plan, phase)
-            results = run_phase(run, context.for_phase(share), results)
+            began = time.monotonic()
+            results = _timed(
+                run_phase(run, context.for_phase(share), results),
+                phase,
+                (record.seconds or 0.0) + time.monotonic() - began,
+            )
             full = _disk_full_in_trials(results, phase, run.path)
             if full is None:
                 run.write_results(results)
@@ -345,6 +351,14 @@ def _run_phases(run: RunDir, context: TrialContext, plan: PhasePlan) -> RunResul
         if status is not PhaseStatus.COMPLETED:
             break
     return results
+
+
+def _timed(results: RunResults, phase: PhaseName, seconds: float) -> RunResults:
+    """``results`` with ``phase``'s wall-clock ``seconds``."""
+    record = dataclasses.replace(getattr(results.phases, phase), seconds=round(seconds, 1))
+    return dataclasses.replace(
+        results, phases=dataclasses.replace(results.phases, **{phase: record})
+    )
 
 
 def _disk_full_in_trials(results: RunResults, phase: PhaseName, run_path: Path) -> str | None:

@@ -88,6 +88,9 @@ def main() -> int:
             for r in results["retrained"]
         ],
         "phases": {phase: entry["status"] for phase, entry in results["phases"].items()},
+        "phase_seconds": {
+            phase: entry.get("seconds") for phase, entry in results["phases"].items()
+        },
         "trials_completed": results["phases"]["search"]["trials_completed"],
         "pareto_size": len(results["pareto"]),
         "meets_time_target": seconds <= TARGET_SECONDS,

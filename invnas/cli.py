@@ -171,11 +171,12 @@ def _print_summary(space: SearchSpace, run: RunConfig, summary: dict) -> None:
         f"search {run.search.sampler} x {run.search.trials} trials on "
         f"{', '.join(run.search.objectives)}, retrain top {run.retrain.top_k} for "
         f"{run.retrain.epochs} epochs\n"
-        f"data: {_workers_text(run, summary['data_workers'])}",
+        f"data: {_held_text(run, summary['data_held'])}",
         highlight=False,
     )
     for phase, share in summary["resources"].items():
-        console.print(f"resources: {phase:<8} {_share_text(phase, share)}", highlight=False)
+        text = f"{_share_text(phase, share)}; {_workers_text(share)}"
+        console.print(f"resources: {phase:<8} {text}", highlight=False)
 
 
 def _share_text(phase: str, share: dict) -> str:
@@ -195,21 +196,27 @@ def _share_text(phase: str, share: dict) -> str:
     return f"{share['workers']} workers of {each} = {total} ({share['source']})"
 
 
-def _workers_text(run: RunConfig, workers: dict[str, int]) -> str:
-    held = {"memory": "images in memory", "stream": "images streamed from their files"}
-    if len(workers) == 1:
-        ((way, count),) = workers.items()
-        text = f"{count} DataLoader workers ({held[way]})"
-    elif len(set(workers.values())) == 1:
-        text = f"{workers['memory']} DataLoader workers"
-    else:
-        text = (
-            f"{workers['memory']} DataLoader workers in memory, {workers['stream']} if streamed "
-            "(above 1 GiB decoded)"
-        )
+def _held_text(run: RunConfig, held: list[str]) -> str:
+    ways = {"memory": "images in memory", "stream": "images streamed from their files"}
+    text = (
+        " ".join(ways[way] for way in held)
+        if len(held) == 1
+        else ("images in memory, streamed from their files above 1 GiB decoded")
+    )
     if run.data.workers is None:
-        text += f", data.workers auto for {run.resources.cpus_per_trial:g} CPUs per trial"
-    return text
+        return text + ", data.workers auto (from each process's CPUs)"
+    return text + f", data.workers {run.data.workers}"
+
+
+def _workers_text(share: dict) -> str:
+    workers = share["data_workers"]
+    each = " each" if share["workers"] > 1 else ""
+    if len(set(workers.values())) == 1:
+        count = next(iter(workers.values()))
+        return f"{count} DataLoader worker{'' if count == 1 else 's'}{each}"
+    return (
+        f"{workers['memory']} DataLoader workers{each} in memory, {workers['stream']} if streamed"
+    )
 
 
 # --- invnas search / invnas resume -----------------------------------------------------------

@@ -8,6 +8,7 @@ schema the YAML loader (:mod:`invnas.space.loader`) validates against, as in
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -158,11 +159,19 @@ class ResourcesConfig:
     The supernet and each retrained architecture train with ``train_workers`` data-parallel
     workers (Ray Train; None: one per GPU of the phase, 1 without GPUs); each worker gets
     ``cpus_per_worker`` / ``gpus_per_worker``, default the phase's share divided among its
-    workers (at most one GPU each).
+    workers (at most one GPU each). Each worker needs a whole CPU unless ``cpus_per_worker``
+    is set, and a whole GPU or none: :func:`plan_phases` refuses a share that would split them.
 
     ``amp``: mixed precision of the supernet's and the retrained architectures' training steps
-    on CUDA (autocast in bfloat16 or float16; ``off``: float32). Training on the CPU, and every
-    evaluation, runs in float32.
+    on CUDA (autocast in bfloat16 or float16, whose gradient scaler is checkpointed with the
+    training state; ``off``: float32). Training on the CPU, and every evaluation, runs in
+    float32.
+
+    ``channels_last``: the supernet and the retrained architectures keep their weights, and
+    take their images, in NHWC memory order (``on``), which CUDA's convolutions run faster
+    in; ``auto``: on for CUDA training of spaces without involution (its kernels read NCHW, so
+    every involution layer would copy its input), off on the CPU; ``true`` / ``false`` mean
+    ``on`` / ``off``.
     """
 
     address: str | None = None
@@ -179,6 +188,9 @@ class ResourcesConfig:
     )
     gpus_per_worker: float | None = field(default=None, metadata={"min": 0.0, "max": 64})
     amp: Literal["off", "bfloat16", "float16"] = "bfloat16"
+    channels_last: Literal["auto", "on", "off"] = field(
+        default="auto", metadata={"aliases": {True: "on", False: "off"}}
+    )
 
 
 @dataclass(frozen=True)
@@ -195,10 +207,12 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Machine:
-    """The CPUs and GPUs a phase may have when it asks for "the whole machine"."""
+    """The CPUs and GPUs a phase may have when it asks for "the whole machine"; ``where``
+    says which machine that is, for messages."""
 
     cpus: float
     gpus: float = 0.0
+    where: str = field(default="this machine", compare=False)
 
     @classmethod
     def local(cls) -> Machine:
@@ -207,6 +221,12 @@ class Machine:
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         return cls(float(os.cpu_count() or 1), float(gpus))
+
+    @classmethod
+    def unbounded(cls) -> Machine:
+        """A machine of unlimited CPUs (and no GPU): planning on it refuses only the settings
+        that are wrong on any machine (before a cluster's size is known)."""
+        return cls(math.inf, 0.0, "a machine not known yet")
 
 
 @dataclass(frozen=True)
@@ -261,31 +281,54 @@ class PhasePlan:
 
 
 def _training_share(
-    resources: ResourcesConfig, cpus: float, gpus: float, source: str
+    resources: ResourcesConfig, phase: str, cpus: float, gpus: float, source: str, where: str
 ) -> PhaseResources:
-    """A training phase's share ``cpus``/``gpus`` divided among its workers."""
+    """A training phase's share ``cpus``/``gpus`` (from ``source``, on the machine ``where``)
+    divided among its workers; ValueError when the workers would not each get a whole CPU
+    (unless ``cpus_per_worker`` says how much) or would share a GPU."""
     workers = resources.train_workers or max(1, int(gpus))
     per_cpu = resources.cpus_per_worker or cpus / workers
     per_gpu = resources.gpus_per_worker
     if per_gpu is None:
         per_gpu = min(1.0, gpus / workers)
-    if workers > 1 and 0 < per_gpu < 1:
+    if workers == 1:
+        return PhaseResources(per_cpu, per_gpu, workers, source)
+    asked = f"resources.train_workers: {workers} workers" + (
+        "" if resources.train_workers else " (one per GPU)"
+    )
+    whence = f"the whole of {where}" if source == "whole machine" else source
+    has = f"the {phase} phase has {_amount(cpus, 'CPU')} and {_amount(gpus, 'GPU')} ({whence})"
+    if resources.cpus_per_worker is None and per_cpu < 1 - 1e-9:
         raise ValueError(
-            f"resources: train_workers: {workers} workers would share GPUs ({per_gpu:g} GPU "
-            "each); data-parallel workers need a whole GPU each (gpus_per_worker >= 1) or none"
+            f"{asked} need 1 CPU each ({_amount(workers, 'CPU')}), and {has}; ask for at "
+            f"most {max(1, int(cpus + 1e-9))}, give the phase more CPUs, or set "
+            "resources.cpus_per_worker to let workers share CPUs"
+        )
+    if 0 < per_gpu < 1:
+        raise ValueError(
+            f"{asked} would share GPUs ({per_gpu:.3g} GPU each), and {has}; data-parallel "
+            f"workers need a whole GPU each: ask for at most {max(1, int(gpus + 1e-9))}, or set "
+            "resources.gpus_per_worker to 1 (or to 0 to train on CPUs)"
         )
     return PhaseResources(per_cpu, per_gpu, workers, source)
 
 
+def _amount(count: float, unit: str) -> str:
+    return f"{count:g} {unit}" + ("" if count == 1 else "s")
+
+
 def plan_phases(resources: ResourcesConfig, top_k: int, machine: Machine) -> PhasePlan:
     """What each phase gets on ``machine`` (the largest node) from ``resources`` and
-    ``retrain.top_k``; ValueError when workers would share a GPU."""
+    ``retrain.top_k``; ValueError when data-parallel workers would get less than a CPU each
+    (unless ``cpus_per_worker`` is set) or would share a GPU."""
     search = PhaseResources(resources.cpus_per_trial, resources.gpus_per_trial)
     supernet = _training_share(
         resources,
+        "supernet",
         resources.supernet_cpus or machine.cpus,
         machine.gpus if resources.supernet_gpus is None else resources.supernet_gpus,
         "supernet_cpus" if resources.supernet_cpus else "whole machine",
+        machine.where,
     )
     alone = top_k <= 1
     retrain_cpus = resources.retrain_cpus or (machine.cpus if alone else resources.cpus_per_trial)
@@ -293,5 +336,7 @@ def plan_phases(resources: ResourcesConfig, top_k: int, machine: Machine) -> Pha
     if retrain_gpus is None:
         retrain_gpus = machine.gpus if alone else resources.gpus_per_trial
     source = "retrain_cpus" if resources.retrain_cpus else "whole machine" if alone else "per trial"
-    retrain = _training_share(resources, retrain_cpus, retrain_gpus, source)
+    retrain = _training_share(
+        resources, "retrain", retrain_cpus, retrain_gpus, source, machine.where
+    )
     return PhasePlan(supernet, search, retrain)

@@ -9,6 +9,7 @@ import pytest
 
 from invnas import __version__
 from invnas.cli import human, main
+from invnas.config import Machine
 from invnas.data.mnist import FASHION_MNIST_DIR
 from invnas.resources import search_spaces_dir
 from invnas.space import cardinality, load_space
@@ -55,40 +56,59 @@ def test_json_summary(name, capsys):
     assert summary["stages"][0]["ops"] == [op.code for op in space.stages[0].ops.candidates()]
 
 
+LOCAL_CPUS = int(Machine.local().cpus)
+
+
 @pytest.mark.parametrize(
-    ("data", "cpus", "line", "workers"),
+    ("data", "cpus", "line", "search", "supernet"),
     [
         (
             "{}",
             4,
-            "0 DataLoader workers (images in memory), data.workers auto for 4",
+            "data: images in memory, data.workers auto (from each process's CPUs)",
+            "0 DataLoader workers",
             {"memory": 0},
         ),
         (
             "{dataset: imagefolder, path: x, loading: stream}",
             4,
-            "3 DataLoader workers (images streamed from their files), data.workers auto for 4",
-            {"stream": 3},
+            "data: images streamed from their files, data.workers auto",
+            "3 DataLoader workers",
+            {"stream": min(LOCAL_CPUS - 1, 4)},
         ),
         (
             "{dataset: imagefolder, path: x}",
             2,
-            "0 DataLoader workers in memory, 1 if streamed (above 1 GiB decoded), data.workers",
-            {"memory": 0, "stream": 1},
+            "data: images in memory, streamed from their files above 1 GiB decoded",
+            "0 DataLoader workers in memory, 1 if streamed",
+            {"memory": 0, "stream": min(LOCAL_CPUS - 1, 4)},
         ),
-        ("{num_workers: 2}", 4, "data: 2 DataLoader workers (images in memory)\n", {"memory": 2}),
+        (
+            "{num_workers: 2}",
+            4,
+            "data: images in memory, data.workers 2\n",
+            "2 DataLoader workers",
+            {"memory": 2},
+        ),
     ],
 )
-def test_validate_shows_the_data_workers(tmp_path, capsys, data, cpus, line, workers):
+def test_validate_shows_the_data_workers_of_each_phase(
+    tmp_path, capsys, data, cpus, line, search, supernet
+):
     text = (search_spaces_dir() / "quickstart.yaml").read_text().split("\ndata:")[0]
     path = tmp_path / "space.yaml"
     path.write_text(f"{text}\ndata: {data}\nresources: {{cpus_per_trial: {cpus}}}\n")
     if "imagefolder" in data:
         path.write_text(path.read_text().replace("{channels: 1,", "{channels: 3,"))
     assert main(["validate", str(path)]) == 0
-    assert line in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert line in out
+    (search_line,) = [x for x in out.splitlines() if x.startswith("resources: search")]
+    assert search_line.endswith(f"per trial; {search}")
     assert main(["validate", "--json", str(path)]) == 0
-    assert json.loads(capsys.readouterr().out)["data_workers"] == workers
+    resources = json.loads(capsys.readouterr().out)["resources"]
+    assert resources["supernet"]["data_workers"] == supernet  # from the whole machine's CPUs
+    assert resources["retrain"]["data_workers"] == resources["search"]["data_workers"]
 
 
 def test_json_of_a_fixed_space_gives_its_exact_cost(capsys):

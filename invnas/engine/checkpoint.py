@@ -32,6 +32,7 @@ def write_checkpoint(directory: str | Path, report: EpochReport, weights_file: s
         report.optimizer,
         report.scheduler,
         report.epoch,
+        scaler=report.scaler,
     )
 
 
@@ -40,11 +41,15 @@ def resume_training(
     model: nn.Module,
     optimizer: Optimizer,
     scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> int:
-    """Load ``state_file`` (a ``training.pt``; None: start afresh) into the training objects;
-    returns the number of epochs finished already. The RNG state is not restored: every epoch
-    seeds its own streams."""
+    """Load ``state_file`` (a ``training.pt``; None: start afresh) into the training objects
+    (``scaler``: float16 training's gradient scaler, when there is one); returns the number of
+    epochs finished already. The RNG state is not restored: every epoch seeds its own
+    streams."""
     if state_file is None:
         return 0
-    start, _ = load_training_state(state_file, model, optimizer, scheduler, restore_rng=False)
+    start, _ = load_training_state(
+        state_file, model, optimizer, scheduler, restore_rng=False, scaler=scaler
+    )
     return start

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -56,12 +57,14 @@ class EpochMetrics:
 @dataclass(frozen=True)
 class EpochReport:
     """One epoch's metrics with the live training state after it: what a caller reports and
-    checkpoints (e.g. with :func:`invnas.engine.checkpoint.write_checkpoint`)."""
+    checkpoints (e.g. with :func:`invnas.engine.checkpoint.write_checkpoint`); ``scaler``:
+    the gradient scaler of float16 training (None otherwise)."""
 
     metrics: EpochMetrics
     model: nn.Module
     optimizer: Optimizer
     scheduler: LRScheduler
+    scaler: torch.amp.GradScaler | None = None
 
     @property
     def epoch(self) -> int:

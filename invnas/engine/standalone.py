@@ -20,7 +20,7 @@ from invnas.nn.builder import build_model
 from invnas.space.arch import Arch
 from invnas.space.spec import SearchSpace
 from invnas.train.latency import measure_latency_ms
-from invnas.train.loops import evaluate, make_optimizer, make_scheduler, train_epoch
+from invnas.train.loops import evaluate, make_optimizer, make_scaler, make_scheduler, train_epoch
 from invnas.train.seeding import derive_seed, seed_everything
 
 
@@ -60,6 +60,7 @@ def train_standalone(
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
     precision: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> TrainingResult:
     """Train ``arch`` for ``settings.epochs`` epochs from :func:`initial_model`, its random
     streams derived from ``seed`` (initialisation, then each epoch's order).
@@ -70,7 +71,9 @@ def train_standalone(
     ``resume_from`` (a ``training.pt`` checkpoint) continues after its epoch. ``parallel``:
     one of several data-parallel workers, as in :func:`invnas.engine.train_supernet`
     (accuracies and latency are measured by the main worker only). ``precision``: autocast
-    dtype of the training steps (None: full precision).
+    dtype of the training steps (None: full precision; float16's gradient scaler is
+    checkpointed). ``memory_format``: the model's weights' order, as in
+    :func:`invnas.engine.train_supernet`.
     """
     data = data.on(device)
     seed_everything(seed)
@@ -82,11 +85,12 @@ def train_standalone(
         device,
         supernet_weights=supernet_weights,
         bn_batches=bn_batches,
-    )
+    ).to(memory_format=memory_format)
     optimizer = make_optimizer(model, settings.lr, settings.momentum, settings.weight_decay)
     epochs = max(settings.epochs, 1)
     scheduler = make_scheduler(optimizer, epochs, data.steps_per_epoch)
-    start = resume_training(resume_from, model, optimizer, scheduler)
+    scaler = make_scaler(device, precision)
+    start = resume_training(resume_from, model, optimizer, scheduler, scaler)
     parallel.broadcast(model)
     data = parallel.shard(data)
     report = on_epoch or (lambda _: None)
@@ -104,13 +108,14 @@ def train_standalone(
                 scheduler=scheduler,
                 epoch=epoch,
                 precision=precision,
+                scaler=scaler,
             )
             stats, seconds = parallel.run_epoch(model, train)
         metrics = EpochMetrics.of(epoch + 1, stats, seconds)
         if parallel.is_main:
             metrics = _scored(metrics, model, space, data, settings, latency_threads)
         history.append(metrics)
-        report(EpochReport(metrics, model, optimizer, scheduler))
+        report(EpochReport(metrics, model, optimizer, scheduler, scaler))
     return TrainingResult(model, tuple(history))
 
 

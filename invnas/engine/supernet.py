@@ -18,7 +18,13 @@ from invnas.nn.sampling import make_path_sampler
 from invnas.nn.supernet import Supernet
 from invnas.space.arch import sample
 from invnas.space.spec import SearchSpace
-from invnas.train.loops import evaluate, make_optimizer, make_scheduler, train_supernet_epoch
+from invnas.train.loops import (
+    evaluate,
+    make_optimizer,
+    make_scaler,
+    make_scheduler,
+    train_supernet_epoch,
+)
 from invnas.train.seeding import derive_seed, seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ def train_supernet(
     resume_from: str | Path | None = None,
     parallel: SingleProcess = SINGLE,
     precision: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> TrainingResult:
     """Train a supernet of ``space`` for ``settings.epochs`` epochs (cosine schedule, paths
     drawn by ``settings.sampling``), every random stream derived from ``data.seed``.
@@ -65,7 +72,9 @@ def train_supernet(
     several workers training together; every worker gets every report (the training
     statistics are all workers'; the monitor accuracy is measured by the main worker only).
     ``precision``: autocast dtype of the training steps (see
-    :func:`invnas.train.train_epoch`); None trains in full precision.
+    :func:`invnas.train.train_epoch`); None trains in full precision. float16's gradient
+    scaler lasts the whole run and is checkpointed with it. ``memory_format``: the order of
+    the supernet's weights (``torch.channels_last``: NHWC; the images follow them).
 
     Example::
 
@@ -75,10 +84,11 @@ def train_supernet(
     """
     data = data.on(device)
     seed_everything(derive_seed(data.seed, "supernet-init"))
-    supernet = Supernet(space).to(device)
+    supernet = Supernet(space).to(device, memory_format=memory_format)
     optimizer = make_optimizer(supernet, settings.lr, settings.momentum, settings.weight_decay)
     scheduler = make_scheduler(optimizer, settings.epochs, data.steps_per_epoch)
-    start = resume_training(resume_from, supernet, optimizer, scheduler)
+    scaler = make_scaler(device, precision)
+    start = resume_training(resume_from, supernet, optimizer, scheduler, scaler)
     parallel.broadcast(supernet)
     data = parallel.shard(data)
     if start:
@@ -86,7 +96,7 @@ def train_supernet(
     report = on_epoch or (lambda _: None)
     if settings.epochs == 0:
         empty = EpochMetrics(epoch=0)
-        report(EpochReport(empty, supernet, optimizer, scheduler))
+        report(EpochReport(empty, supernet, optimizer, scheduler, scaler))
         return TrainingResult(supernet, (empty,))
     history = []
     for epoch in range(start, settings.epochs):
@@ -104,6 +114,7 @@ def train_supernet(
                 scheduler=scheduler,
                 epoch=epoch,
                 precision=precision,
+                scaler=scaler,
             ),
         )
         monitored = None
@@ -111,5 +122,5 @@ def train_supernet(
             monitored = monitor_accuracy(supernet, data, bn_batches, monitor_archs)
         metrics = EpochMetrics.of(epoch + 1, stats, seconds, val_accuracy=monitored)
         history.append(metrics)
-        report(EpochReport(metrics, supernet, optimizer, scheduler))
+        report(EpochReport(metrics, supernet, optimizer, scheduler, scaler))
     return TrainingResult(supernet, tuple(history))

@@ -26,9 +26,21 @@ def pointwise_conv2d(
         and x.dim() == 4
         and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
         and 1 < torch.get_num_threads() <= x.shape[0]
+        and _row_major(x)
+        and _row_major(weight)  # thnn_conv2d's weight gradient is wrong for NHWC weights
     ):
         return _gemm_conv2d(x, weight, (1, 1), bias, (1, 1), (0, 0))
     return F.conv2d(x, weight, bias)
+
+
+def _row_major(tensor: torch.Tensor) -> bool:
+    """True when ``tensor``'s strides are exactly NCHW's (a 1x1 weight in channels_last order
+    passes ``is_contiguous()`` too, its size-1 dims' strides aside)."""
+    expected, step = [], 1
+    for size in reversed(tensor.shape):
+        expected.append(step)
+        step *= size
+    return tensor.stride() == tuple(reversed(expected))
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -40,8 +52,8 @@ class PointwiseConv2d(nn.Conv2d):
     the images spread over the threads) instead of oneDNN, which splits each of these small
     products across the threads. Measured on 2 threads at batch 8 on RedNet-26's generator
     shapes at 64x64 input (fwd+bwd): 1.3-3.5x faster on 32x32 to 8x8 maps, as fast or faster at
-    4x4, 2.5x slower at 2x2 (hence the threshold). The results agree to rounding; float64 and
-    the other cases run ``nn.Conv2d`` unchanged.
+    4x4, 2.5x slower at 2x2 (hence the threshold). The results agree to rounding; float64,
+    channels_last tensors and the other cases run ``nn.Conv2d`` unchanged.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:

@@ -98,6 +98,14 @@ class TrialContext:
             return torch.float16
         return getattr(torch, amp)
 
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        """The memory order of training on ``device`` (``resources.channels_last``)."""
+        setting = self.run.resources.channels_last
+        cuda_convs = device.type == "cuda" and not self.space.uses_involution
+        if setting == "on" or (setting == "auto" and cuda_convs):
+            return torch.channels_last
+        return torch.contiguous_format
+
     def data(self) -> SeededData:
         """The dataset's seeded splits and loaders; read once per process, since Tune reuses
         a trial's worker process for the next trial."""

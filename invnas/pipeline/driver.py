@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,9 @@ def _ray_for(
     """Ray up for the run, checked to be able to host every phase's trials and reach its
     storage; yields what each phase gets there and the session directory of a local Ray
     started for it."""
-    plan_phases(config.resources, config.retrain.top_k, Machine(1.0))  # bad settings: no Ray
+    # a local Ray gets this machine; a cluster's size is only known once joined
+    before = Machine.local() if address is None else Machine.unbounded()
+    plan_phases(config.resources, config.retrain.top_k, before)  # bad settings: no Ray
     with ray_session(address, temp_dir=temp_dir) as session:
         if address is not None:
             check_storage_on_nodes(storage)
@@ -325,7 +328,12 @@ def _run_phases(run: RunDir, context: TrialContext, plan: PhasePlan) -> RunResul
             if display is not None:
                 display.start_phase(phase, *_amount_of_work(context.run, phase))
             share = getattr(plan, phase)
-            results = run_phase(run, context.for_phase(share), results)
+            began = time.monotonic()
+            results = _timed(
+                run_phase(run, context.for_phase(share), results),
+                phase,
+                (record.seconds or 0.0) + time.monotonic() - began,
+            )
             full = _disk_full_in_trials(results, phase, run.path)
             if full is None:
                 run.write_results(results)
@@ -343,6 +351,14 @@ def _run_phases(run: RunDir, context: TrialContext, plan: PhasePlan) -> RunResul
         if status is not PhaseStatus.COMPLETED:
             break
     return results
+
+
+def _timed(results: RunResults, phase: PhaseName, seconds: float) -> RunResults:
+    """``results`` with ``phase``'s wall-clock ``seconds``."""
+    record = dataclasses.replace(getattr(results.phases, phase), seconds=round(seconds, 1))
+    return dataclasses.replace(
+        results, phases=dataclasses.replace(results.phases, **{phase: record})
+    )
 
 
 def _disk_full_in_trials(results: RunResults, phase: PhaseName, run_path: Path) -> str | None:

@@ -213,7 +213,7 @@ def largest_node() -> Machine:
         (n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in _alive_nodes()
     ]
     cpus, gpus = max(sizes, default=(1.0, 0.0))
-    return Machine(cpus, gpus)
+    return Machine(cpus, gpus, f"the largest Ray node ({cpus:g} CPUs, {gpus:g} GPUs)")
 
 
 def _placeable(share: PhaseResources, nodes: list[dict]) -> int:

@@ -98,6 +98,7 @@ def _train(
         resume_from=resume_from,
         parallel=parallel,
         precision=context.precision(device),
+        memory_format=context.memory_format(device),
     )
 
 

@@ -69,6 +69,8 @@ def phases_table(report: dict) -> Table:
         if name in phases and phases[name].get("scale"):
             details[name] += "; " + scale_text(phases[name]["scale"])
     for name, entry in phases.items():
+        if entry.get("seconds") is not None:
+            details[name] = details.get(name, "") + f"; {entry['seconds']:.0f} s"
         status = entry.get("status", "?")
         if status == "running" and report.get("driver") == "none":
             status = f"stopped: no live driver; resume with invnas resume {report['run']}"

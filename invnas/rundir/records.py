@@ -76,7 +76,9 @@ class TrainingScale:
 
 @dataclass(frozen=True)
 class SupernetPhase:
-    """Phase 1: the supernet's training; ``weights`` is relative to the run directory."""
+    """Phase 1: the supernet's training; ``weights`` is relative to the run directory.
+    ``seconds`` (every phase): the wall-clock time it ran, summed over the drivers that ran it
+    to an end (completed or failed)."""
 
     status: PhaseStatus
     epochs: int
@@ -84,6 +86,7 @@ class SupernetPhase:
     weights: str | None = None
     error: str | None = None
     scale: TrainingScale | None = None
+    seconds: float | None = field(default=None, compare=False)  # a timing, not a result
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class SearchPhase:
     trials_failed: int = 0
     repeats_skipped: int = 0
     error: str | None = None
+    seconds: float | None = field(default=None, compare=False)  # a timing, not a result
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class RetrainPhase:
     mode: str
     error: str | None = None
     scale: TrainingScale | None = None
+    seconds: float | None = field(default=None, compare=False)  # a timing, not a result
 
 
 PhaseRecord = Union[SupernetPhase, SearchPhase, RetrainPhase]  # noqa: UP007 (read at run time)

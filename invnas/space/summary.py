@@ -18,21 +18,25 @@ def _cost_range(space: SearchSpace) -> dict[str, int]:
     return {key: getattr(found, key) for key in keys}
 
 
-def data_workers(run: RunConfig) -> dict[str, int]:
-    """DataLoader workers of a trial, keyed by how the images may be held: ``memory``,
-    ``stream`` or both (an ImageFolder under ``data.loading: auto``, streamed above 1 GiB)."""
+def data_held(run: RunConfig) -> tuple[str, ...]:
+    """How the images may be held: ``memory``, ``stream`` or both (an ImageFolder under
+    ``data.loading: auto``, streamed above 1 GiB decoded)."""
     data = run.data
     if data.dataset != "imagefolder" or data.loading == "memory":
-        ways = ("memory",)
-    else:
-        ways = ("stream",) if data.loading == "stream" else ("memory", "stream")
-    cpus = run.resources.cpus_per_trial
-    return {way: data.workers_for(cpus, way == "stream") for way in ways}
+        return ("memory",)
+    return ("stream",) if data.loading == "stream" else ("memory", "stream")
+
+
+def data_workers(run: RunConfig, cpus: float) -> dict[str, int]:
+    """DataLoader workers of a training process of ``cpus`` CPUs (a trial, or each
+    data-parallel worker), by how the images may be held (:func:`data_held`)."""
+    return {way: run.data.workers_for(cpus, way == "stream") for way in data_held(run)}
 
 
 def summarize(space: SearchSpace, run: RunConfig, machine: Machine | None = None) -> dict:
     """What ``invnas validate --json`` prints: cardinality, params/MACs range, stages, run,
-    and what each phase gets on ``machine`` (default: this one) under ``resources``."""
+    and what each phase gets on ``machine`` (default: this one) under ``resources``, with the
+    DataLoader workers of each of its processes (``data_workers``)."""
     plain = space_to_dict(space, run)
     plan = plan_phases(run.resources, run.retrain.top_k, machine or Machine.local())
     return {
@@ -61,6 +65,9 @@ def summarize(space: SearchSpace, run: RunConfig, machine: Machine | None = None
         ],
         "run": {key: plain[key] for key in ("data", "supernet", "search", "retrain", "resources")}
         | {"seed": run.seed},
-        "data_workers": data_workers(run),
-        "resources": {phase: share.as_dict() for phase, share in plan.named()},
+        "data_held": list(data_held(run)),
+        "resources": {
+            phase: share.as_dict() | {"data_workers": data_workers(run, share.cpus)}
+            for phase, share in plan.named()
+        },
     }

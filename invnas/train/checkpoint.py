@@ -1,4 +1,5 @@
-"""Saving and restoring a training run between epochs (model, optimizer, scheduler, RNG).
+"""Saving and restoring a training run between epochs (model, optimizer, scheduler, gradient
+scaler, RNG).
 
 Files are written with ``torch.save`` and read back with ``torch.load(weights_only=True)``, so
 they hold nothing but tensors and plain values, and loading one cannot run code.
@@ -46,10 +47,12 @@ def save_training_state(
     scheduler: LRScheduler | None,
     epoch: int,
     extra: Mapping[str, Any] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write everything needed to continue after ``epoch`` (the number of finished epochs) to
     ``path``, atomically. ``extra`` holds caller state of plain values (checked here, so a bad
-    value fails at save time rather than at resume). Torch's CPU RNG state is included."""
+    value fails at save time rather than at resume). Torch's CPU RNG state is included, and
+    the float16 gradient ``scaler``'s state (its scale) when there is one."""
     extra = dict(extra or {})
     _check_plain(extra, "extra")
     state = {
@@ -60,8 +63,10 @@ def save_training_state(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": extra,
         "rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
     _check_plain(state["scheduler"], "scheduler state")
+    _check_plain(state["scaler"], "scaler state")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -77,10 +82,12 @@ def load_training_state(
     scheduler: LRScheduler | None,
     *,
     restore_rng: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Load a :func:`save_training_state` file into ``model``, ``optimizer`` and ``scheduler``
-    (either may be None to skip it) and, if ``restore_rng``, torch's CPU RNG.
-    Returns ``(epoch, extra)``."""
+    (either may be None to skip it), into ``scaler`` when given and the file holds a scaler's
+    state (one written without keeps the scaler's initial scale), and, if ``restore_rng``,
+    torch's CPU RNG. Returns ``(epoch, extra)``."""
     path = Path(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
@@ -92,6 +99,8 @@ def load_training_state(
         if state["scheduler"] is None:
             raise ValueError(f"{path}: holds no scheduler state to restore")
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     if restore_rng:
         torch.set_rng_state(state["rng"])
     return int(state["epoch"]), dict(state["extra"])

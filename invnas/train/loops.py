@@ -67,10 +67,25 @@ def device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _to(device: torch.device, *tensors: Tensor) -> tuple[Tensor, ...]:
-    """``tensors`` on ``device``; copies from pinned memory to CUDA do not block the host (the
-    kernels that read them queue behind the copies on the same stream)."""
-    return tuple(t.to(device, non_blocking=True) for t in tensors)
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` when ``model``'s convolution weights are stored so (see
+    ``Module.to(memory_format=...)``), else ``torch.contiguous_format``: the loops give their
+    images the model's order."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4 and not parameter.is_contiguous():
+            if parameter.is_contiguous(memory_format=torch.channels_last):
+                return torch.channels_last
+    return torch.contiguous_format
+
+
+def _to(
+    device: torch.device, images: Tensor, labels: Tensor, order: torch.memory_format
+) -> tuple[Tensor, Tensor]:
+    """``images`` (in the memory ``order``) and ``labels`` on ``device``; copies from pinned
+    memory to CUDA do not block the host (the kernels that read them queue behind the copies
+    on the same stream)."""
+    images = images.to(device, non_blocking=True, memory_format=order)
+    return images, labels.to(device, non_blocking=True)
 
 
 def _check_finite(loss: Tensor, epoch: int, step: int) -> None:
@@ -90,6 +105,7 @@ def train_epoch(
     max_steps: int | None = None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One pass of cross-entropy training over ``loader`` (at most ``max_steps`` batches).
 
@@ -98,12 +114,22 @@ def train_epoch(
     before the bad gradient reaches the weights. With ``sync`` this is one data-parallel
     worker: its gradients are combined with the others' before every optimizer step (the
     returned statistics are its own). ``precision`` (torch.bfloat16 or torch.float16): the
-    forward passes run under autocast in that dtype (float16 with a gradient scaler made for
-    the epoch); None: full precision.
+    forward passes run under autocast in that dtype; None: full precision. float16 scales the
+    loss with ``scaler`` (see :func:`make_scaler`; kept by the caller across epochs and
+    checkpoints), or with a scaler made for the epoch when None.
     """
     forwards = [forward or model]
     return _train_steps(
-        model, loader, optimizer, lambda: forwards, scheduler, epoch, max_steps, sync, precision
+        model,
+        loader,
+        optimizer,
+        lambda: forwards,
+        scheduler,
+        epoch,
+        max_steps,
+        sync,
+        precision,
+        scaler,
     )
 
 
@@ -118,19 +144,20 @@ def train_supernet_epoch(
     max_steps: int | None = None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One epoch of weight-sharing training: per batch, ``sampler.step()`` gives the archs
     (one for uniform sampling, several for fair sampling); the gradients of
     ``loss(supernet(x, arch), y) / len(archs)`` accumulate over them before one optimizer step.
-    The reported loss and accuracy are averaged over the archs of each batch. ``sync`` and
-    ``precision``: as in :func:`train_epoch` (every worker's sampler must give the same
-    archs)."""
+    The reported loss and accuracy are averaged over the archs of each batch. ``sync``,
+    ``precision`` and ``scaler``: as in :func:`train_epoch` (every worker's sampler must give
+    the same archs)."""
 
     def paths() -> list[Forward]:
         return [functools.partial(supernet, arch=arch) for arch in sampler.step()]
 
     return _train_steps(
-        supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync, precision
+        supernet, loader, optimizer, paths, scheduler, epoch, max_steps, sync, precision, scaler
     )
 
 
@@ -144,17 +171,20 @@ def _train_steps(
     max_steps: int | None,
     sync: GradientSync | None = None,
     precision: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """The loop of both trainings: per batch, the gradients of every forward ``paths()`` gives
     accumulate (each loss divided by their number) before one optimizer step."""
     device = device_of(model)
-    scaler = torch.amp.GradScaler(device.type) if precision == torch.float16 else None
+    order = memory_format_of(model)
+    if scaler is None:
+        scaler = make_scaler(device, precision)
     model.train()
     total_loss, correct, seen = 0.0, 0.0, 0
     for step, (images, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images, labels = _to(device, images, labels)
+        images, labels = _to(device, images, labels, order)
         forwards = paths()
         if not forwards:
             raise ValueError("sampler.step() returned no architectures")
@@ -186,6 +216,12 @@ def _train_steps(
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen)
 
 
+def make_scaler(device: torch.device, precision: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """The gradient scaler of float16 training on ``device``; None for other precisions (which
+    need none). Its ``state_dict`` (the current scale) belongs in a training checkpoint."""
+    return torch.amp.GradScaler(device.type) if precision == torch.float16 else None
+
+
 def _autocast(device: torch.device, precision: torch.dtype | None):
     if precision is None:
         return contextlib.nullcontext()
@@ -204,6 +240,7 @@ def evaluate(
     previous mode is restored). A NaN loss is returned as is, not raised."""
     forward = forward or model
     device = device_of(model)
+    order = memory_format_of(model)
     was_training = model.training
     model.eval()
     try:
@@ -211,7 +248,7 @@ def evaluate(
         for step, (images, labels) in enumerate(loader):
             if max_steps is not None and step >= max_steps:
                 break
-            images, labels = _to(device, images, labels)
+            images, labels = _to(device, images, labels, order)
             logits = forward(images)
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())

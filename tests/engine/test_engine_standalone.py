@@ -71,3 +71,19 @@ def test_finetune_starts_from_the_inherited_recalibrated_weights(tiny, data, tmp
     ).state_dict()
     expected = inherited_model(supernet, arch, data, 2).model.state_dict()
     assert all(torch.equal(start[k], expected[k]) for k in expected)
+
+
+def test_channels_last_trains_the_weights_of_the_default_order(tiny, data):
+    from invnas.train.loops import memory_format_of
+
+    space, _ = tiny
+    arch, settings = sample(space, 2), _settings(tiny, epochs=1)
+    plain = train_standalone(space, arch, settings, data, CPU, seed=3)
+    nhwc = train_standalone(
+        space, arch, settings, data, CPU, seed=3, memory_format=torch.channels_last
+    )
+    assert memory_format_of(nhwc.model) == torch.channels_last
+    expected = plain.model.state_dict()
+    for key, value in nhwc.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], atol=1e-4, rtol=1e-3, msg=key)
+    assert nhwc.last.val_accuracy == pytest.approx(plain.last.val_accuracy, abs=0.02)

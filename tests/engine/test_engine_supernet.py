@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from invnas.engine import (
@@ -55,22 +56,45 @@ def test_each_epoch_is_reported_once_in_order_and_changes_the_weights(tiny, data
     assert not _same_weights(untrained, result.model)
 
 
-def test_resuming_after_epoch_one_gives_the_weights_of_an_uninterrupted_run(tiny, data, tmp_path):
+@pytest.mark.parametrize("precision", [None, torch.float16], ids=str)
+def test_resuming_after_epoch_one_gives_the_weights_of_an_uninterrupted_run(
+    tiny, data, tmp_path, precision
+):
+    reports: list[EpochReport] = []
+
     def keep_first(report: EpochReport) -> None:
         if report.epoch == 1:
             write_checkpoint(tmp_path, report, "supernet.pt")
+        reports.append(dataclasses.replace(report, scaler=_copy(report.scaler)))
 
-    whole = _train(tiny, data, on_epoch=keep_first)
+    whole = _train(tiny, data, on_epoch=keep_first, precision=precision)
     epochs: list[int] = []
+    resumed_scaler = []
+
+    def record(report: EpochReport) -> None:
+        epochs.append(report.epoch)
+        resumed_scaler.append(_copy(report.scaler))
+
     resumed = _train(
         tiny,
         data,
-        on_epoch=lambda r: epochs.append(r.epoch),
+        on_epoch=record,
         resume_from=tmp_path / TRAINING_STATE_FILE,
+        precision=precision,
     )
     assert epochs == [2]
     assert resumed.history == whole.history[1:]
     assert _same_weights(resumed.model, whole.model)
+    if precision == torch.float16:  # float16's scaler goes on from epoch 1's state
+        first, last = reports[0].scaler, reports[1].scaler
+        assert last["_growth_tracker"] == first["_growth_tracker"] + data.steps_per_epoch
+        assert resumed_scaler == [last]
+    else:
+        assert resumed_scaler == [None]
+
+
+def _copy(scaler: torch.amp.GradScaler | None) -> dict | None:
+    return None if scaler is None else scaler.state_dict()
 
 
 def test_no_epochs_report_the_untrained_supernet_once(tiny, data):

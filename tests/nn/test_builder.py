@@ -164,3 +164,32 @@ def test_build_model_rejects_an_arch_outside_the_space():
     with pytest.raises(ValueError, match="width 20"):
         build_model(_space(), bad)
     assert isinstance(build_model(_space(), ARCH), ArchNet)
+
+
+def test_a_channels_last_model_gives_the_same_output_and_gradients() -> None:
+    from invnas.space.arch import sample
+    from invnas.space.loader import load_space
+    from invnas.train.loops import memory_format_of
+    from tests.pipeline.conftest import TINY
+
+    space = load_space(TINY)
+    models = (build_model(space, sample(space, seed)) for seed in range(100))
+    model = next(m for m in models if any(isinstance(x, Involution2d) for x in m.modules()))
+    nhwc = build_model(space, model.arch)
+    nhwc.load_state_dict(model.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    assert memory_format_of(model) == torch.contiguous_format
+    assert memory_format_of(nhwc) == torch.channels_last
+    x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the kernel generator's 1x1 convolutions pick their algorithm
+    try:
+        out, out_nhwc = model(x), nhwc(x.to(memory_format=torch.channels_last))
+        out.square().sum().backward()
+        out_nhwc.square().sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(out_nhwc, out, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), nhwc.parameters(), strict=True):
+        scale = float(p.grad.abs().max())  # float32 sums in another order: rounding apart
+        torch.testing.assert_close(q.grad, p.grad, rtol=0, atol=1e-4 * scale, msg=name)

@@ -185,3 +185,24 @@ def test_cpu_backend_layer_equals_torch_backend_layer_exactly_up_to_the_op() -> 
     plain.span.register_forward_hook(lambda _m, _i, out: calls.append(out))
     torch.testing.assert_close(native(x), plain(x))
     assert torch.equal(calls[0], calls[1])  # the generated kernels
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_last_gives_the_same_output_and_gradients(backend: str, stride: int) -> None:
+    torch.manual_seed(0)
+    layer = Involution2d(16, 3, stride=stride, group_channels=4, backend=backend).double()
+    nhwc = Involution2d(16, 3, stride=stride, group_channels=4, backend=backend).double()
+    nhwc.load_state_dict(layer.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 16, 7, 6, dtype=torch.float64, requires_grad=True)
+    x_nhwc = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    assert not x_nhwc.is_contiguous()
+    out, out_nhwc = layer(x), nhwc(x_nhwc)
+    torch.testing.assert_close(out_nhwc, out)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_nhwc.backward(grad.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(x_nhwc.grad, x.grad)
+    for (name, p), q in zip(layer.named_parameters(), nhwc.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)

@@ -55,6 +55,23 @@ def test_float64_and_one_thread_run_conv2d_unchanged() -> None:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("nhwc", ["input", "weight", "both"])
+def test_channels_last_tensors_get_a_1x1_convs_gradients(two_threads: None, nhwc: str) -> None:
+    torch.manual_seed(0)
+    x, weight = torch.randn(4, 12, 8, 8), torch.randn(20, 12, 1, 1)
+    last = torch.channels_last
+    x_cl = (x.to(memory_format=last) if nhwc != "weight" else x.clone()).requires_grad_()
+    w_cl = (weight.to(memory_format=last) if nhwc != "input" else weight.clone()).requires_grad_()
+    x, weight = x.requires_grad_(), weight.requires_grad_()
+    out, expected = pointwise_conv2d(x_cl, w_cl), nn.functional.conv2d(x, weight)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(expected)
+    got = torch.autograd.grad(out, [x_cl, w_cl], grad)
+    want = torch.autograd.grad(expected, [x, weight], grad)
+    for a, e in zip(got, want, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+
+
 def test_forward_hooks_see_it_as_a_conv() -> None:
     layer = PointwiseConv2d(4, 8)
     seen: list[tuple[int, ...]] = []

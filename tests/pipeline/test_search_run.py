@@ -51,6 +51,7 @@ def test_run_directory_holds_every_part_of_the_contract(finished, space_file):
     assert {p: e.status for p, e in results.phases.named()} == dict.fromkeys(
         ("supernet", "search", "retrain"), PhaseStatus.COMPLETED
     )
+    assert all(phase.seconds > 0 for phase in results.phases)  # wall-clock time of each
     search = results.phases.search
     assert search.trials_requested == search.trials_completed == TRIALS
     assert search.trials_failed == 0 and results.failures == ()

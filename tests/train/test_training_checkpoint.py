@@ -75,3 +75,25 @@ def test_a_foreign_file_is_refused(tmp_path):
     model, optimizer, scheduler = _setup(seed=0)
     with pytest.raises(ValueError, match="not an invnas training checkpoint"):
         load_training_state(tmp_path / "other.pt", model, optimizer, scheduler)
+
+
+def _scaler(scale: float) -> torch.amp.GradScaler:
+    scaler = torch.amp.GradScaler("cpu", init_scale=65536.0, growth_interval=3)
+    scaler.scale(torch.ones(()))  # the scale exists from the first scaled loss on
+    scaler.update(new_scale=scale)
+    return scaler
+
+
+def test_the_gradient_scaler_is_checkpointed(tmp_path):
+    model, optimizer, scheduler = _setup(seed=0)
+    saved = _scaler(96.0)
+    path = save_training_state(tmp_path / "s.pt", model, optimizer, scheduler, 2, scaler=saved)
+    restored = torch.amp.GradScaler("cpu")
+    load_training_state(path, model, optimizer, scheduler, scaler=restored)
+    assert restored.state_dict() == saved.state_dict()
+    assert restored.get_scale() == 96.0 and restored.get_growth_interval() == 3
+
+    save_training_state(tmp_path / "none.pt", model, optimizer, scheduler, 2)  # float32 training
+    initial = torch.amp.GradScaler("cpu", init_scale=512.0)
+    load_training_state(tmp_path / "none.pt", model, optimizer, scheduler, scaler=initial)
+    assert initial.get_scale() == 512.0

@@ -153,8 +153,9 @@ class ResourcesConfig:
     - the supernet: ``supernet_cpus`` / ``supernet_gpus``, default the whole machine (every
       CPU and GPU of the largest Ray node: this machine for a local run);
     - each retrained architecture: ``retrain_cpus`` / ``retrain_gpus``, default the whole
-      machine when one architecture is retrained (``retrain.top_k`` 1), else the search
-      trials' share (the trials then run side by side).
+      machine when one architecture is retrained (``retrain.top_k`` 1) or when each trains with
+      several data-parallel workers (the architectures then train one after another), else
+      the search trials' share (the trials then run side by side).
 
     The supernet and each retrained architecture train with ``train_workers`` data-parallel
     workers (Ray Train; None: one per GPU of the phase, 1 without GPUs); each worker gets
@@ -330,7 +331,7 @@ def plan_phases(resources: ResourcesConfig, top_k: int, machine: Machine) -> Pha
         "supernet_cpus" if resources.supernet_cpus else "whole machine",
         machine.where,
     )
-    alone = top_k <= 1
+    alone = top_k <= 1 or (resources.train_workers or 1) > 1
     retrain_cpus = resources.retrain_cpus or (machine.cpus if alone else resources.cpus_per_trial)
     retrain_gpus = resources.retrain_gpus
     if retrain_gpus is None:

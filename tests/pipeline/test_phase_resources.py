@@ -36,6 +36,11 @@ def test_a_single_retrained_architecture_gets_the_whole_machine():
     assert plan.retrain == PhaseResources(2.0, 0.0, 1, "whole machine")
 
 
+def test_data_parallel_retraining_gets_the_whole_machine_one_architecture_at_a_time():
+    plan = plan_phases(ResourcesConfig(train_workers=2), top_k=3, machine=LAPTOP)
+    assert plan.retrain == PhaseResources(1.0, 0.0, 2, "whole machine")
+
+
 def test_explicit_phase_settings_win():
     resources = ResourcesConfig(
         supernet_cpus=1.5, supernet_gpus=0, retrain_cpus=0.5, retrain_gpus=0.0
@@ -57,7 +62,7 @@ def test_workers_split_the_phase_share_or_take_their_own():
     own = ResourcesConfig(train_workers=3, cpus_per_worker=4, gpus_per_worker=1)
     plan = plan_phases(own, top_k=2, machine=GPU_BOX)
     assert plan.supernet == PhaseResources(4.0, 1.0, 3, "whole machine")
-    assert plan.retrain == PhaseResources(4.0, 1.0, 3, "per trial")
+    assert plan.retrain == PhaseResources(4.0, 1.0, 3, "whole machine")  # one after another
     assert plan.search == PhaseResources(1.0, 0.0, 1, "per trial")
 
 
@@ -80,8 +85,8 @@ def test_workers_get_a_whole_cpu_each_unless_told_to_share():
         "has 2 CPUs and 0 GPUs (the whole of this machine); ask for at most 2, give the phase "
         "more CPUs, or set resources.cpus_per_worker to let workers share CPUs"
     )
-    with pytest.raises(ValueError, match="the retrain phase has 1 CPU and 0 GPUs \\(per trial"):
-        plan_phases(ResourcesConfig(train_workers=2, supernet_cpus=2), top_k=3, machine=LAPTOP)
+    with pytest.raises(ValueError, match="the retrain phase has 1 CPU and 0 GPUs \\(retrain_cpus"):
+        plan_phases(ResourcesConfig(train_workers=2, retrain_cpus=1), top_k=3, machine=LAPTOP)
     shared = plan_phases(ResourcesConfig(train_workers=9, cpus_per_worker=0.2), 1, LAPTOP)
     assert shared.supernet == PhaseResources(0.2, 0.0, 9, "whole machine")
     assert plan_phases(ResourcesConfig(supernet_cpus=0.5), 1, LAPTOP).supernet.cpus == 0.5

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from outputs import write_outputs  # noqa: E402
+from outputs import write_json_atomically, write_outputs  # noqa: E402
 from rank_correlation import _key, digest  # noqa: E402
 
 from invnas.space.arch import Arch, StageArch, check_arch  # noqa: E402
@@ -305,10 +305,7 @@ def train_design(study: Study, arch: str, seed: int, threads: int, path: Path) -
         "latency_ms_while_training": last.latency_ms,
         "seconds": time.perf_counter() - start,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(record))
-    partial.replace(path)
+    write_json_atomically(path, record)
     return record
 
 

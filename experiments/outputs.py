@@ -17,3 +17,12 @@ def write_outputs(result: dict, stem: str | Path, markdown: Callable[[dict], str
     table = markdown(result)
     out.with_suffix(".md").write_text(table)
     print(table)
+
+
+def write_json_atomically(path: Path, value: object) -> None:
+    """Write ``value`` as JSON to ``path`` through a ``.partial`` file renamed into place, so an
+    interrupted experiment never leaves a half-written result behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value))
+    partial.replace(path)

@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outputs import write_outputs  # noqa: E402
+from outputs import write_json_atomically, write_outputs  # noqa: E402
 
 from invnas.reporting.correlation import kendall_tau_b, spearman_rho  # noqa: E402
 
@@ -127,10 +127,7 @@ def _cached(path: Path, compute):
     if path.exists():
         return json.loads(path.read_text())
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(value))
-    partial.replace(path)
+    write_json_atomically(path, value)
     return value
 
 
